@@ -1,0 +1,1 @@
+"""Analyses the paper leaves open: covariance bootstrap, linguistic filtering, cross-domain SE."""

@@ -1,0 +1,1 @@
+"""One module per `sent` subcommand; each exposes `main(argv: list[str]) -> int`."""
