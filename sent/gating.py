@@ -1,0 +1,240 @@
+"""Token gates for SENT: the low-entropy set, per-token covariance and the per-token KL coefficient β_t.
+
+Pure torch, no I/O. All masks are boolean ``(B, T)``; everything here runs under ``torch.no_grad`` on
+detached tensors (the gates select tokens, they are not differentiated).
+
+Definitions (reference/paper.md §1.4-1.6):
+
+* ``T_low``: the ``k = max(1, int(N * low_entropy_ratio))`` valid tokens with the LOWEST entropy, N the
+  number of valid (and eligible) tokens. The released code uses ratio 0.8 ("en = 80%" = bottom 80%).
+* ``Cov_t = (A_t - mean A) * (log π_θ(o_t) - mean log π_θ)`` per token (the KL-Cov convention of Cui et
+  al. 2505.22617), log-probs detached, means over ``T_low`` (released code) or over all valid tokens.
+* ``T_high-cov ⊆ T_low``: ``Cov_t > τ_cov`` (paper) or the ``max(1, int(|T_low| * ratio))`` largest
+  ``Cov_t`` (released code's top-fraction reading of 0.0002).
+* ``β_t = β_high`` on ``T_high-cov``, ``β_low`` on ``T_low \\ T_high-cov``, ``0`` elsewhere (paper's β_con).
+
+Scope: every statistic (the entropy cut-off, the covariance means, the top fractions) is computed over
+exactly the tensor that is passed in. The released code passes one micro-batch (4 responses on one
+GPU); ``SENTTrainer`` passes the tensors of one ``_compute_loss`` call (one micro-step). Nothing is
+gathered across processes.
+
+Ties: selections take exactly k tokens. Among tokens with equal value at the cut-off, the ones with the
+smaller flat (row-major) index ``b * T + t`` are taken first, so results are deterministic and do not
+depend on the device's ``topk`` ordering (the released code's ``torch.topk`` leaves ties unspecified).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+__all__ = [
+    "TokenGates",
+    "compute_gates",
+    "low_entropy_mask",
+    "token_beta",
+    "token_covariance",
+    "topk_mask",
+]
+
+
+class TokenGates(NamedTuple):
+    """Per-token gates of one micro-batch; all ``(B, T)``."""
+
+    beta: Tensor  # float32, β_t (0 outside T_low)
+    low_entropy: Tensor  # bool, T_low
+    high_cov: Tensor  # bool, T_high-cov ⊆ T_low
+    covariance: Tensor  # float32, Cov_t on T_low, 0 elsewhere
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _check_pair(name: str, x: Tensor, ref_name: str, ref: Tensor) -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.shape != ref.shape:
+        raise ValueError(f"{name} has shape {tuple(x.shape)} but {ref_name} has shape {tuple(ref.shape)}; pass (B, T) tensors of one micro-batch")
+
+
+def _check_mask(mask: Tensor, name: str = "mask") -> None:
+    if not isinstance(mask, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be a bool tensor, got {mask.dtype}; convert it with {name}.bool()")
+    if mask.dim() != 2:
+        raise ValueError(f"{name} must have shape (B, T), got {tuple(mask.shape)}")
+    if mask.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(mask.shape)}); pass at least one sequence and one token")
+
+
+def _check_ratio(name: str, ratio: float) -> None:
+    if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) <= 1.0:
+        raise ValueError(f"{name} must be a fraction in (0, 1], got {ratio!r}")
+
+
+def _check_advantages(advantages: Tensor, mask: Tensor) -> Tensor:
+    """Return advantages broadcast to ``(B, T)``; accept ``(B,)`` or ``(B, T)``."""
+    if not isinstance(advantages, Tensor):
+        raise ValueError(f"advantages must be a torch.Tensor, got {type(advantages).__name__}")
+    if advantages.dim() == 1 and advantages.shape[0] == mask.shape[0]:
+        return advantages.unsqueeze(1).expand(mask.shape)
+    if advantages.shape == mask.shape:
+        return advantages
+    raise ValueError(f"advantages must have shape (B,) = ({mask.shape[0]},) or (B, T) = {tuple(mask.shape)}, got {tuple(advantages.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# selections
+
+
+@torch.no_grad()
+def topk_mask(values: Tensor, candidates: Tensor, k: int, largest: bool) -> Tensor:
+    """Exactly ``k`` candidate positions with the largest (or smallest) ``values``; ties by flat index.
+
+    ``values`` (B, T) float, ``candidates`` (B, T) bool with at least ``k`` True entries. Uses
+    ``torch.kthvalue`` on the candidate values (O(N), no full sort), then takes every value strictly
+    beyond the k-th and fills the rest from the values equal to it in row-major order.
+    """
+    n = int(candidates.sum())
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}] (the number of candidates), got {k}")
+    flat_c = candidates.reshape(-1)  # (B*T,)
+    flat_v = values.detach().reshape(-1).float()
+    if largest:
+        flat_v = -flat_v
+    cand_vals = flat_v[flat_c]  # (N,)
+    if not torch.isfinite(cand_vals).all():
+        raise ValueError("values contain NaN or inf on candidate tokens; check entropy / logp / advantages")
+    kth = torch.kthvalue(cand_vals, k).values
+    beyond = (flat_v < kth) & flat_c
+    tied = (flat_v == kth) & flat_c
+    n_missing = k - beyond.sum()
+    chosen = beyond | (tied & (torch.cumsum(tied, 0) <= n_missing))
+    return chosen.view(candidates.shape)
+
+
+@torch.no_grad()
+def low_entropy_mask(entropy: Tensor, mask: Tensor, ratio: float = 0.8, eligible: Tensor | None = None) -> Tensor:
+    """Bool ``(B, T)`` mask of the ``k = max(1, int(N * ratio))`` lowest-entropy valid tokens.
+
+    N counts the valid tokens (``mask``), restricted to ``eligible`` when given (token_filter): only
+    eligible tokens are candidates. Scope = the tensor passed in (one micro-batch in the released code,
+    reference/paper.md §1.4). Ties at the cut-off go to the smaller flat index ``b * T + t``. Returns an
+    all-False mask when ``eligible`` leaves no candidate.
+    """
+    _check_mask(mask)
+    _check_pair("entropy", entropy, "mask", mask)
+    _check_ratio("ratio", ratio)
+    candidates = mask
+    if eligible is not None:
+        _check_mask(eligible, "eligible")
+        _check_pair("eligible", eligible, "mask", mask)
+        candidates = mask & eligible
+    if not bool(mask.any()):
+        raise ValueError("mask has no valid token; every sequence in the micro-batch is fully masked")
+    n = int(candidates.sum())
+    if n == 0:
+        return torch.zeros_like(mask)
+    return topk_mask(entropy, candidates, max(1, int(n * ratio)), largest=False)
+
+
+@torch.no_grad()
+def token_covariance(logp: Tensor, advantages: Tensor, mask: Tensor, subset: Tensor | None = None) -> Tensor:
+    """Per-token covariance contribution ``(A_t - mean A) * (logp_t - mean logp)``, float32 ``(B, T)``.
+
+    Means are over ``subset`` (default: the valid tokens ``mask``); 0 outside ``subset``. ``logp`` is
+    detached; ``advantages`` is ``(B,)`` (broadcast over tokens, GRPO) or ``(B, T)``. Cui et al.
+    2505.22617 eq. for KL-Cov; reference/paper.md §1.5.
+    """
+    _check_mask(mask)
+    _check_pair("logp", logp, "mask", mask)
+    adv = _check_advantages(advantages, mask).detach().float()  # (B, T)
+    if subset is None:
+        subset = mask
+    else:
+        _check_mask(subset, "subset")
+        _check_pair("subset", subset, "mask", mask)
+        subset = subset & mask
+    n = subset.sum()
+    if int(n) == 0:
+        raise ValueError("subset has no valid token; cannot centre the covariance")
+    lp = logp.detach().float()
+    # where (not multiply): padded log-probs may be -inf
+    lp_mean = torch.where(subset, lp, 0.0).sum() / n
+    adv_mean = torch.where(subset, adv, 0.0).sum() / n
+    cov = (adv - adv_mean) * (lp - lp_mean)  # (B, T)
+    return torch.where(subset, cov, 0.0)
+
+
+def _check_gate_args(low_entropy_ratio, beta_low, beta_high, high_cov_threshold, high_cov_ratio, center) -> None:
+    _check_ratio("low_entropy_ratio", low_entropy_ratio)
+    for name, value in (("beta_low", beta_low), ("beta_high", beta_high)):
+        if not isinstance(value, (int, float)) or not float(value) >= 0.0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if beta_high < beta_low:
+        raise ValueError(f"beta_high ({beta_high}) must be >= beta_low ({beta_low}); the paper has beta_high > beta_low > 0")
+    if (high_cov_threshold is None) == (high_cov_ratio is None):
+        raise ValueError(
+            "set exactly one of high_cov_threshold (absolute τ_cov, paper) and high_cov_ratio "
+            f"(top fraction of T_low, released code); got high_cov_threshold={high_cov_threshold!r}, high_cov_ratio={high_cov_ratio!r}"
+        )
+    if high_cov_ratio is not None:
+        _check_ratio("high_cov_ratio", high_cov_ratio)
+    if high_cov_threshold is not None and not isinstance(high_cov_threshold, (int, float)):
+        raise ValueError(f"high_cov_threshold must be a number, got {high_cov_threshold!r}")
+    if center not in ("low", "valid"):
+        raise ValueError(f"center must be 'low' (released code) or 'valid' (all valid tokens), got {center!r}")
+
+
+@torch.no_grad()
+def compute_gates(
+    entropy: Tensor,
+    logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    low_entropy_ratio: float = 0.8,
+    beta_low: float = 0.05,
+    beta_high: float = 0.2,
+    high_cov_threshold: float | None = None,
+    high_cov_ratio: float | None = None,
+    center: str = "low",
+    eligible: Tensor | None = None,
+) -> TokenGates:
+    """Low-entropy set, covariance, high-covariance subset and β_t of one micro-batch.
+
+    Shapes: entropy, logp, mask (and eligible) ``(B, T)``; advantages ``(B,)`` or ``(B, T)``.
+
+    ``β_t = β_high·1[t ∈ T_high-cov] + β_low·1[t ∈ T_low \\ T_high-cov]`` (paper's β_con, reference/paper.md
+    §1.6). ``center="low"`` centres Cov_t over T_low (released code), ``"valid"`` over all valid tokens
+    (paper text: "N is the batch size of rollout tokens"). T_high-cov uses ``Cov_t > high_cov_threshold``
+    or the ``max(1, int(|T_low| * high_cov_ratio))`` largest Cov_t in T_low (exactly one must be set).
+    ``covariance`` is returned on T_low only (0 elsewhere), whatever the centring.
+    """
+    _check_mask(mask)
+    _check_pair("entropy", entropy, "mask", mask)
+    _check_pair("logp", logp, "mask", mask)
+    _check_gate_args(low_entropy_ratio, beta_low, beta_high, high_cov_threshold, high_cov_ratio, center)
+    low = low_entropy_mask(entropy, mask, low_entropy_ratio, eligible)  # (B, T)
+    n_low = int(low.sum())
+    if n_low == 0:  # eligible filtered every token out: no gate anywhere
+        zeros = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        return TokenGates(zeros, low, torch.zeros_like(mask), zeros.clone())
+    cov = token_covariance(logp, advantages, mask, subset=low if center == "low" else mask)
+    cov = torch.where(low, cov, 0.0)  # (B, T)
+    if high_cov_threshold is not None:
+        high = low & (cov > high_cov_threshold)
+    else:
+        high = topk_mask(cov, low, max(1, int(n_low * high_cov_ratio)), largest=True)
+    beta = torch.where(high, float(beta_high), torch.where(low, float(beta_low), 0.0))  # (B, T) float32
+    return TokenGates(beta=beta, low_entropy=low, high_cov=high, covariance=cov)
+
+
+def token_beta(*args, **kwargs) -> Tensor:
+    """``compute_gates(...).beta``: the per-token KL coefficient β_t, float32 ``(B, T)``."""
+    return compute_gates(*args, **kwargs).beta
