@@ -90,6 +90,8 @@ def sample_completions(
     ``seed``, the prompts and ``batch_size`` (each batch reseeds the RNG with ``(seed, batch index)``).
     ``backend="vllm"`` takes a ``vllm.LLM`` (or a model path) as ``model``; ``tokenizer`` may then be None.
     """
+    if isinstance(prompts, str):
+        raise ValueError("prompts must be a list of strings, got one string; wrap it: [prompt]")
     prompts = list(prompts)
     _validate(prompts, n, max_new_tokens, temperature, top_p, top_k, batch_size, backend)
     if not prompts:
