@@ -1,0 +1,406 @@
+"""``SENTTrainer``: TRL's ``GRPOTrainer`` with the per-token objective taken from the ``sent.losses`` registry.
+
+Overridden TRL methods (private API, pinned by tests/test_trl_pin.py):
+
+* ``__init__``: forces TRL to build the reference model when a SENT term needs it (``args.beta`` may be 0).
+* ``_generate_and_score_completions``: calls TRL, then adds per-row tensors (``sent_row``, ``sent_sample_id``,
+  ``sent_stage``, ``sent_reward`` and, with ``token_filter=content``, ``sent_eligible``) so that they are shuffled
+  and split with the rows; resets the reference model at a curriculum stage boundary.
+* ``_compute_loss``: one policy forward (logp + entropy), ``LossInputs`` -> registry loss -> TRL's aggregation
+  (:func:`aggregate_loss`, a copy of TRL's normalisers for grpo/bnpo/dr_grpo/dapo), metrics, rollout recording.
+
+Everything else (generation, rewards, advantages, old/ref log-probs, buffering, logging, checkpoints) is TRL's.
+``self.beta`` is TRL's switch for "compute reference log-probs"; the actual k3 coefficient is ``args.beta``
+(``LossSettings.beta``). Curriculum order comes from :func:`build_curriculum_dataset` + ``shuffle_dataset=False``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from sent.gating import compute_gates
+from sent.losses import LossInputs, get_loss
+from sent.trainer_config import SENTConfig
+
+
+logger = logging.getLogger(__name__)
+
+_MM_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
+            "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+
+
+def aggregate_loss(per_token_loss, mask, loss_type, *, training, grad_accum, num_items_in_batch=None,
+                   num_processes=1, steps_per_generation=1, max_completion_length=None):
+    """TRL 1.16 ``_compute_loss`` aggregation (grpo_trainer.py L3152-3185), returns ``(loss, policy_loss)``.
+
+    grpo: mean over sequences of the per-sequence token mean, / grad_accum. bnpo: token mean of the micro-batch,
+    / grad_accum. dr_grpo: sum / (B * max_completion_length), / grad_accum. dapo: sum / (active tokens of the
+    generation batch / num_processes * grad_accum / steps_per_generation). In eval nothing is accumulated.
+    ``per_token_loss`` (B, T) float, ``mask`` (B, T) bool or 0/1.
+    """
+    mask = mask.to(per_token_loss.dtype)
+    accum = grad_accum if training else 1.0
+    if loss_type == "grpo":
+        loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    elif loss_type == "bnpo":
+        loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
+    elif loss_type == "dr_grpo":
+        loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * max_completion_length)
+    elif loss_type == "dapo":
+        normalizer = num_items_in_batch.clamp(min=1.0) / num_processes
+        if training:
+            normalizer = normalizer * grad_accum / steps_per_generation
+        loss = (per_token_loss * mask).sum() / normalizer
+        return loss, loss.detach()
+    else:
+        raise ValueError(f"loss_type={loss_type!r} is not supported; use grpo, bnpo, dr_grpo or dapo")
+    return loss / accum, loss.detach()
+
+
+def build_curriculum_dataset(stages, *, epochs_per_stage: int, prompts_per_generation: int, seed: int):
+    """Concatenate curriculum stages in order, each repeated ``epochs_per_stage`` times, shuffled per (stage, epoch).
+
+    ``stages``: list of ``datasets.Dataset`` (stage 1 = lowest semantic entropy). Each (stage, epoch) block is cut
+    to a multiple of ``prompts_per_generation`` (verl's ``drop_last``), so a generation batch never mixes stages.
+    Adds an int ``stage`` column (1-based). Use with ``shuffle_dataset=False`` (SENTConfig sets it).
+    """
+    from datasets import concatenate_datasets
+
+    if not stages:
+        raise ValueError("stages is empty: pass at least one curriculum stage")
+    blocks = []
+    for index, stage in enumerate(stages, start=1):
+        n_keep = len(stage) // prompts_per_generation * prompts_per_generation
+        if n_keep == 0:
+            raise ValueError(f"stage {index} has {len(stage)} prompts, fewer than one generation batch "
+                             f"({prompts_per_generation} prompts); lower the batch size or merge stages")
+        stage = stage.add_column("stage", [index] * len(stage)) if "stage" not in stage.column_names else \
+            stage.remove_columns("stage").add_column("stage", [index] * len(stage))
+        for epoch in range(epochs_per_stage):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + index * 1_009 + epoch)
+            order = torch.randperm(len(stage), generator=g)[:n_keep].tolist()
+            blocks.append(stage.select(order))
+    return concatenate_datasets(blocks)
+
+
+def load_token_filter(path: str):
+    """Import ``'module:function'`` -> callable(list[str]) -> list[bool]."""
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"token_filter_fn={path!r} cannot be imported ({err}); pass 'package.module:function'") from err
+
+
+def truncate_metrics(path: str | Path, last_step: int) -> None:
+    """Drop lines of ``metrics.jsonl`` whose ``step`` is greater than ``last_step`` (resume from a checkpoint)."""
+    from sent.io import atomic_write_text
+
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+class MetricsJSONLCallback(TrainerCallback):
+    """Append one JSON line per optimizer step to ``path`` (main process), flushed at once."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+            return
+        if any(key.startswith("eval_") for key in logs):
+            return
+        row = {"step": state.global_step}
+        for key, value in logs.items():
+            row[key] = None if isinstance(value, float) and math.isnan(value) else value
+        if row.get("stage") is not None:
+            row["stage"] = int(round(row["stage"]))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+
+
+class _RolloutFlush(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer._flush_rollouts(state.global_step)
+
+
+class SENTTrainer(GRPOTrainer):
+    """GRPO with the token-level objective ``args.method`` from ``sent.losses`` (see module docstring)."""
+
+    _tag_names = ["trl", "grpo", "sent"]
+
+    def __init__(self, model, reward_funcs, args: SENTConfig, *pargs, **kwargs):
+        if not isinstance(args, SENTConfig):
+            raise ValueError(f"args must be a SENTConfig, got {type(args).__name__}")
+        self.loss_settings = args.loss_settings()
+        self._loss_fn = get_loss(args.method)
+        k3_beta = args.beta
+        force_ref = args.needs_reference() and k3_beta == 0.0
+        if force_ref:
+            args.beta = 1.0  # only TRL's "build ref model + ref logps" switch; the coefficient is loss_settings.beta
+        try:
+            super().__init__(model, reward_funcs, args, *pargs, **kwargs)
+        finally:
+            args.beta = k3_beta
+        self.beta = 1.0 if args.needs_reference() else 0.0
+        if args.curriculum_dir and args.ref_reset_per_stage and (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            raise NotImplementedError("ref_reset_per_stage with DeepSpeed/FSDP is not implemented: set "
+                                      "ref_reset_per_stage=false, or run each stage as its own `sent train` starting "
+                                      "from the previous stage's final/ folder")
+        self._token_filter = load_token_filter(args.token_filter_fn) if args.token_filter == "content" else None
+        self._token_str: dict[int, str] = {}
+        self._gen_prompt_ids: list[str] = []
+        self._stage: int | None = None
+        self._rollout_rows: list[dict] = []
+        self.recorder = None
+        if args.record_rollouts_every:
+            from sent.rollouts import RolloutRecorder
+
+            meta = {"method": args.method, "seed": args.seed, "run": args.run_name, "config": args.to_dict()}
+            self.recorder = RolloutRecorder(Path(args.output_dir) / "rollouts", metadata=meta,
+                                            max_rows=args.record_max_rows)
+        self.add_callback(_RolloutFlush(self))
+
+    # ------------------------------------------------------------------ generation: per-row tensors
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        stages = [int(row.get("stage", 1)) for row in inputs]
+        if mode == "train":
+            self._on_stage(stages)
+        output = super()._generate_and_score_completions(inputs)
+        device = output["advantages"].device
+        n_local = len(inputs)
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        first = self.accelerator.process_index * n_local
+        self._gen_prompt_ids = [str(row.get("prompt_id", f"row-{first + i}")) for i, row in enumerate(inputs)]
+        output["sent_row"] = torch.arange(n_local, device=device)
+        output["sent_sample_id"] = (torch.arange(first, first + n_local, device=device) % g).to(torch.int32)
+        output["sent_stage"] = torch.tensor(stages, device=device, dtype=torch.int32)
+        output["sent_reward"] = self._local_rewards(n_local, device)
+        if self._token_filter is not None:
+            output["sent_eligible"] = self._eligible(output["completion_ids"])
+        return output
+
+    def _local_rewards(self, n_local: int, device) -> torch.Tensor:
+        """Weighted reward sum per local row, read back from TRL's gathered reward log (NaN = unscorable)."""
+        n_global = n_local * self.accelerator.num_processes
+        per_func = [list(self._logs["rewards"][name])[-n_global:] for name in self.reward_func_names]
+        table = torch.tensor(per_func, dtype=torch.float32).T  # (n_global, n_funcs)
+        weights = self.reward_weights.float().cpu()
+        rewards = (table * weights).nansum(dim=1)
+        rewards[torch.isnan(table).all(dim=1)] = float("nan")
+        first = self.accelerator.process_index * n_local
+        return rewards[first:first + n_local].to(device)
+
+    def _token_strings(self, ids) -> list[str]:
+        out = []
+        for i in ids:
+            if i not in self._token_str:
+                self._token_str[i] = self.processing_class.decode([i])
+            out.append(self._token_str[i])
+        return out
+
+    def _eligible(self, completion_ids: torch.Tensor) -> torch.Tensor:
+        rows = [self._token_filter(self._token_strings(ids)) for ids in completion_ids.tolist()]
+        return torch.tensor(rows, dtype=torch.bool, device=completion_ids.device)  # (B, T)
+
+    # ------------------------------------------------------------------ curriculum stages and reference reset
+    def _on_stage(self, stages: list[int]) -> None:
+        stage = int(self.accelerator.gather(torch.tensor([max(stages)], device=self.accelerator.device)).max())
+        if stage == self._stage:
+            return
+        reset = self.args.curriculum_dir and self.args.ref_reset_per_stage and self.ref_model is not None
+        folder = Path(self.args.output_dir) / f"ref-stage{stage}"
+        if self._stage is None:  # fresh start or resume
+            if reset and stage > 1:
+                if not folder.exists():
+                    raise FileNotFoundError(f"resuming in stage {stage} needs the reference saved at the stage "
+                                            f"boundary in {folder}; it is missing")
+                self._load_reference(folder)
+        else:
+            logger.info("curriculum: stage %d -> %d at step %d", self._stage, stage, self.state.global_step)
+            if reset:
+                policy = self.accelerator.unwrap_model(self.model)
+                if self.accelerator.is_main_process:
+                    policy.save_pretrained(folder)
+                self.accelerator.wait_for_everyone()
+                self.accelerator.unwrap_model(self.ref_model).load_state_dict(policy.state_dict())
+        self._stage = stage
+
+    def _load_reference(self, folder: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        saved = AutoModelForCausalLM.from_pretrained(folder, dtype=self.accelerator.unwrap_model(self.model).dtype)
+        self.accelerator.unwrap_model(self.ref_model).load_state_dict(saved.state_dict())
+        logger.info("reference model restored from %s", folder)
+
+    # ------------------------------------------------------------------ loss
+    def _compute_loss(self, model, inputs):
+        mode = "train" if self.model.training else "eval"
+        prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        mask = mask.bool()  # (B, T)
+        mm = {key: inputs.get(key) for key in _MM_KEYS}
+        logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled, **mm)  # (B, T), (B, T), scalar | None
+        old = inputs.get("old_per_token_logps")
+        loss_in = LossInputs(
+            logp=logps, old_logp=logps.detach() if old is None else old, ref_logp=inputs.get("ref_per_token_logps"),
+            entropy=entropies, advantages=inputs["advantages"], mask=mask, eligible=inputs.get("sent_eligible"),
+            generator=self._loss_generator(logps.device))
+        rows = slice(None)
+        if self.args.gate_scope == "global" and self.accelerator.num_processes > 1:
+            loss_in, rows = self._gather_inputs(loss_in)
+        out = self._loss_fn(loss_in, self.loss_settings)
+        per_token_loss = out.per_token_loss[rows]
+        if "importance_sampling_ratio" in inputs:  # vLLM sampler correction; TRL applies it before the KL term
+            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
+        per_token_loss = per_token_loss[:, : mask.size(1)]
+        loss, _ = aggregate_loss(
+            per_token_loss, mask, self.loss_type, training=mode == "train",
+            grad_accum=self.current_gradient_accumulation_steps, num_items_in_batch=inputs.get("num_items_in_batch"),
+            num_processes=self.accelerator.num_processes, steps_per_generation=self.args.steps_per_generation,
+            max_completion_length=self.max_completion_length)
+        if self.aux_loss_enabled:
+            accum = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            loss = loss + self.router_aux_loss_coef * aux_loss / accum
+        with torch.no_grad():
+            gates = out.gates
+            if gates is None:
+                gates = self._gates_for_logging(loss_in)
+            gates = type(gates)(*(g[rows][:, : mask.size(1)] for g in gates))
+            self._log_step_metrics(mode, inputs, loss_in, logps, entropies, mask, gates, out.metrics)
+            if mode == "train" and self._recording():
+                self._collect_rollouts(inputs, logps, entropies, mask, gates)
+        return loss
+
+    def _loss_generator(self, device) -> torch.Generator:
+        """Per micro-step generator (clip_cov's random picks): reproducible after resume, no global RNG consumed."""
+        g = torch.Generator(device=device)
+        g.manual_seed(self.args.seed * 1_000_003 + self._step)
+        return g
+
+    def _gates_for_logging(self, li):
+        s = self.loss_settings
+        return compute_gates(
+            li.entropy.detach(), li.logp.detach(), li.advantages, li.mask, low_entropy_ratio=s.low_entropy_ratio,
+            beta_low=s.beta_low, beta_high=s.beta_high, high_cov_threshold=s.high_cov_threshold,
+            high_cov_ratio=s.high_cov_ratio, center=s.cov_center, eligible=li.eligible)
+
+    def _gather_inputs(self, li):
+        """``gate_scope=global``: all ranks' micro-batches in one LossInputs; only this rank's rows keep gradients."""
+        acc = self.accelerator
+        b, t = li.mask.shape
+        t_max = int(acc.gather(torch.tensor([t], device=li.mask.device)).max())
+        rank = acc.process_index
+
+        def spread(x, value=0.0):
+            if x is None:
+                return None
+            is_bool = x.dtype == torch.bool
+            own = x.float() if is_bool else x
+            if own.dim() == 2:
+                own = F.pad(own, (0, t_max - t), value=value)
+            full = acc.gather(own.detach().contiguous())
+            full = torch.cat([full[: rank * b], own, full[(rank + 1) * b:]])
+            return full.bool() if is_bool else full
+
+        gathered = LossInputs(
+            logp=spread(li.logp), old_logp=spread(li.old_logp), ref_logp=spread(li.ref_logp),
+            entropy=spread(li.entropy), advantages=spread(li.advantages), mask=spread(li.mask),
+            eligible=spread(li.eligible), generator=li.generator)
+        return gathered, slice(rank * b, (rank + 1) * b)
+
+    def _log_step_metrics(self, mode, inputs, li, logps, entropies, mask, gates, method_metrics) -> None:
+        metrics = self._metrics[mode]
+        fmask = mask.float()
+        low, high = gates.low_entropy & mask, gates.high_cov & mask
+        ent = entropies.detach().float()
+        cov = gates.covariance.float()
+        sums = torch.stack([
+            fmask.sum(), (ent * fmask).sum(), low.sum(), (ent * low).sum(), high.sum(), (ent * high).sum(),
+            (gates.beta * fmask).sum(), (gates.beta * low).sum(), ((logps.detach() - li.old_logp[: mask.size(0)]
+                                                                     [:, : mask.size(1)]).abs() * fmask).sum(),
+            (cov * low).sum(), (cov.pow(2) * low).sum(), fmask.sum(-1).mean() if mask.numel() else fmask.sum(),
+        ])
+        ref = inputs.get("ref_per_token_logps")
+        if ref is not None:
+            d = ref - logps.detach()
+            kl_sum = ((torch.exp(d) - d - 1) * fmask).sum()
+        else:
+            kl_sum = torch.tensor(float("nan"), device=fmask.device)
+        sums = self.accelerator.reduce(torch.cat([sums, kl_sum.view(1)]), reduction="sum")
+        n, n_low, n_high = sums[0].clamp(min=1), sums[2].clamp(min=1), sums[4].clamp(min=1)
+        cov_mean = sums[9] / n_low
+        values = {
+            "entropy/all": sums[1] / n, "entropy/low": sums[3] / n_low, "entropy/high_cov": sums[5] / n_high,
+            "share/low": sums[2] / n, "share/high_cov": sums[4] / n, "beta/mean": sums[6] / n,
+            "beta/mean_low": sums[7] / n_low, "kl/old": sums[8] / n, "cov/mean": cov_mean,
+            "cov/std": (sums[10] / n_low - cov_mean**2).clamp(min=0).sqrt(),
+            "length/mean": sums[11] / self.accelerator.num_processes, "kl/ref": sums[12] / n,
+        }
+        cov_max = torch.where(low, cov, torch.full_like(cov, -float("inf"))).max()
+        values["cov/max"] = self.accelerator.gather(cov_max.view(1)).max()
+        for key, value in values.items():
+            metrics[key].append(float(value))
+        if ref is not None:
+            metrics["kl"].append(float(values["kl/ref"]))
+        metrics["entropy"].append(float(values["entropy/all"]))
+        metrics["stage"].append(float(self.accelerator.gather(inputs["sent_stage"].max().view(1)).max()))
+        for key, value in (method_metrics or {}).items():  # method-specific extras (local to this rank)
+            if key not in values:
+                metrics[key].append(float(value))
+
+    # ------------------------------------------------------------------ rollout recording
+    def _recording(self) -> bool:
+        every = self.args.record_rollouts_every
+        return bool(every) and (self.state.global_step + 1) % every == 0
+
+    def _collect_rollouts(self, inputs, logps, entropies, mask, gates) -> None:
+        step = self.state.global_step + 1
+        ids = inputs["completion_ids"]
+        for b in range(ids.size(0)):
+            valid = mask[b]
+            token_ids = ids[b][valid].tolist()
+            self._rollout_rows.append({
+                "step": step, "prompt_id": self._gen_prompt_ids[int(inputs["sent_row"][b])],
+                "sample_id": int(inputs["sent_sample_id"][b]), "stage": int(inputs["sent_stage"][b]),
+                "reward": float(inputs["sent_reward"][b]), "advantage": float(inputs["advantages"][b].float().mean()),
+                "token_ids": token_ids, "tokens": self._token_strings(token_ids),
+                "logp": logps[b][valid].float().tolist(), "entropy": entropies[b][valid].float().tolist(),
+                "covariance": gates.covariance[b][valid].float().tolist(),
+                "low_entropy": gates.low_entropy[b][valid].tolist(), "high_cov": gates.high_cov[b][valid].tolist(),
+                "beta": gates.beta[b][valid].float().tolist(),
+            })
+
+    def _flush_rollouts(self, step: int) -> None:
+        if self.recorder is None or not self.args.record_rollouts_every or step % self.args.record_rollouts_every:
+            self._rollout_rows = []
+            return
+        from accelerate.utils import gather_object
+
+        rows = gather_object(self._rollout_rows) if self.accelerator.num_processes > 1 else self._rollout_rows
+        self._rollout_rows = []
+        if self.accelerator.is_main_process and rows:
+            self.recorder.write_step(step, rows)
