@@ -1,0 +1,469 @@
+"""Semantic entropy (SE) of sampled answers: answer extraction, semantic clustering, entropy, dataset scoring.
+
+SENT (arXiv 2512.04359, §3.1) samples M responses per training question from the initial policy, groups them into
+semantic-equivalence classes C_1..C_K (for math: "same final answer") and computes
+
+    H_SE(q) = - Σ_k p_k log p_k                                                    (paper Fig. 1)
+
+then sorts the questions by H_SE to build the curriculum (``sent.curriculum``). The paper's SE code is not released;
+what is known and unknown is listed in :func:`semantic_entropy`.
+
+Clustering ("math"): two answers are equivalent iff math-verify accepts them in BOTH directions
+(``verify(a, b) and verify(b, a)``, peers.md §4-5). To keep this cheap on 17k prompts x 8 answers we canonicalise:
+
+1. every answer gets a cheap key: its exact rational value when it is a plain number (``2``, ``-0.5``, ``3/4``,
+   ``\\frac{3}{4}``, ``\\dfrac34``), else its normalised string (``$``, ``\\left``/``\\right``, spaces removed,
+   ``\\dfrac``/``\\tfrac`` -> ``\\frac``). Answers with the same key are equivalent without calling math-verify;
+2. each distinct non-numeric string is parsed ONCE (``lru_cache`` per process) and the parsed objects are compared;
+3. math-verify is only called across *different* keys, and never between two exact rationals (two different exact
+   rationals are never math-verify-equal; a decimal such as ``0.3333333`` still goes through math-verify, which
+   matches it to ``1/3`` with its 6-digit float rounding).
+
+Greedy clustering as in Farquhar et al. (Nature 2024, ``get_semantic_ids``): each answer is compared to the FIRST
+member of every existing cluster in order and joins the first match, else it opens a new cluster. Equivalence that is
+not transitive is therefore resolved by order of appearance.
+
+Unparsable answers: a completion without ``\\boxed{}`` (answer ``None``) or with an empty box is its own singleton
+cluster. A non-empty answer math-verify cannot parse, an answer longer than :data:`MAX_ANSWER_CHARS`, or a plain word
+(``blah``, ``yes``: math-verify would read it as a product of symbols, so ``blah == halb``) is matched by its
+normalised string only. All of these count in ``n_unparsable``.
+
+Timeouts: math-verify bounds ``parse``/``verify`` with ``signal.alarm``, which only works in a process's main thread.
+:func:`score_dataset` runs its workers in separate processes (each in its own main thread). When called from a
+non-main thread we disable math-verify's timeouts and rely on the input bounds (answer length cap) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_CHARS = 200  # longer extracted answers are compared by exact string only (never parsed)
+MAX_TEXT_CHARS = 100_000  # extract_answer only scans the last this many characters of a completion
+DEFAULT_TIMEOUT_S = 5  # math-verify's own default for parse and verify
+
+Equivalence = str | Callable[[str, str], bool]
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+# ----------------------------------------------------------------------------------------------------- extraction
+def extract_answer(text: str | None) -> str | None:
+    """Content of the LAST ``\\boxed{...}`` (or ``\\boxed {...}``, ``\\fbox{...}``) in ``text``, else ``None``.
+
+    Nested and escaped braces are handled (``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``). An unclosed last box (a
+    truncated generation) gives ``None``. Only the last :data:`MAX_TEXT_CHARS` characters are scanned, so absurdly
+    long inputs stay cheap. Non-string input gives ``None``.
+    """
+    if not isinstance(text, str):
+        return None
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[-MAX_TEXT_CHARS:]
+    matches = list(_BOX_RE.finditer(text))
+    if not matches:
+        return None
+    start = matches[-1].end()
+    depth, i, n = 1, start, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # skip escaped char, e.g. \{ or \}
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i].strip()
+        i += 1
+    return None
+
+
+# -------------------------------------------------------------------------------------------------- normalisation
+_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_SPACING_RE = re.compile(r"\\[,;:! ]|\\q?quad")
+_LEFT_RIGHT_RE = re.compile(r"\\(?:left|right)(?![a-zA-Z])")
+
+
+def normalize_answer(answer: str, lowercase: bool = True) -> str:
+    """Normalised answer string for exact matching.
+
+    Strips, removes ``$``, unwraps ``\\text{..}`` (and ``\\mathrm``, ``\\textbf``, ...), drops ``\\left``/``\\right``
+    and LaTeX spacing commands, maps ``\\dfrac``/``\\tfrac`` to ``\\frac``, collapses whitespace, strips a trailing
+    period and (by default) lowercases. ``"  The $\\text{Answer}$. "`` -> ``"the answer"``.
+    """
+    s = answer.strip().replace("$", "")
+    s = _TEXT_RE.sub(r"\1", s)
+    s = _SPACING_RE.sub(" ", s)
+    s = _LEFT_RIGHT_RE.sub("", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = " ".join(s.split())
+    s = s.rstrip(".").strip()
+    return s.lower() if lowercase else s
+
+
+_NUM_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+_SLASH_RE = re.compile(r"^([+-]?)(\d+)/(\d+)$")
+_FRAC_RE = re.compile(r"^([+-]?)\\frac(?:\{([+-]?\d+)\}|(\d))(?:\{([+-]?\d+)\}|(\d))$")
+_WORD_RE = re.compile(r"^[a-z]{2,}$", re.IGNORECASE)
+
+
+def _rational(s: str) -> tuple[Fraction, bool] | None:
+    """``(value, exact)`` of a plain number written in ``s`` (no spaces), ``exact`` False for decimals."""
+    if _NUM_RE.match(s):
+        return Fraction(s), "." not in s
+    m = _SLASH_RE.match(s)
+    if m:
+        sign, num, den = m.groups()
+        return (Fraction(int(num), int(den)) * (-1 if sign == "-" else 1), True) if int(den) else None
+    m = _FRAC_RE.match(s)
+    if m:
+        sign, n1, n2, d1, d2 = m.groups()
+        num, den = int(n1 or n2), int(d1 or d2)
+        return (Fraction(num, den) * (-1 if sign == "-" else 1), True) if den else None
+    return None
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """Cheap canonical form of one extracted math answer (see the module docstring).
+
+    ``key``: equal keys mean equivalent answers. ``raw``: the string handed to math-verify. ``exact_rational``: the
+    key is an exact rational (integer or fraction). ``parsable``: math-verify may be asked about it (False for words
+    and over-long answers, which are matched by key only).
+    """
+
+    key: tuple
+    raw: str
+    exact_rational: bool = False
+    parsable: bool = True
+
+
+def canonicalize(answer: str | None) -> Canonical | None:
+    """:class:`Canonical` of an extracted answer, or ``None`` for a missing or empty answer."""
+    if answer is None or not isinstance(answer, str):
+        return None
+    raw = answer.strip().strip("$").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_ANSWER_CHARS:
+        return Canonical(("s", normalize_answer(raw)), raw, parsable=False)
+    compact = "".join(normalize_answer(raw, lowercase=False).split())
+    if not compact:
+        return None
+    value = _rational(compact)
+    if value is not None:
+        return Canonical(("q", value[0]), raw, exact_rational=value[1])
+    return Canonical(("s", compact), raw, parsable=not _WORD_RE.match(compact))
+
+
+# ------------------------------------------------------------------------------------------------- math-verify glue
+def _timeouts_allowed() -> bool:
+    """math-verify's signal.alarm timeouts only work in the main thread of a process."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@lru_cache(maxsize=65536)
+def _parse_cached(raw: str, timeout_s: int | None) -> tuple:
+    from math_verify import parse
+
+    try:
+        return tuple(parse(f"${raw}$", parsing_timeout=timeout_s))
+    except Exception as err:  # math-verify raises on odd inputs despite raise_on_error=False
+        logger.debug("math-verify parse failed on %r: %s", raw, err)
+        return ()
+
+
+def parsed(c: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> tuple:
+    """math-verify parse of ``c.raw`` (cached per distinct string and process); ``()`` when unparsable."""
+    if not c.parsable:
+        return ()
+    return _parse_cached(c.raw, timeout_s if _timeouts_allowed() else None)
+
+
+def _verify(gold: tuple, pred: tuple, timeout_s: int | None) -> bool:
+    from math_verify import verify
+
+    try:
+        return bool(verify(list(gold), list(pred), timeout_seconds=timeout_s if _timeouts_allowed() else None))
+    except Exception as err:
+        logger.debug("math-verify verify failed: %s", err)
+        return False
+
+
+def matches_gold(gold: Canonical, pred: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> bool:
+    """True if ``pred`` is a correct answer for ``gold``: same key, or ``verify(gold, pred)`` (one direction)."""
+    if gold.key == pred.key:
+        return True
+    if gold.exact_rational and pred.exact_rational:
+        return False
+    pg, pp = parsed(gold, timeout_s), parsed(pred, timeout_s)
+    return bool(pg and pp) and _verify(pg, pp, timeout_s)
+
+
+def math_equivalent(a: Canonical, b: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> bool:
+    """Semantic equivalence of two math answers: same key, or math-verify in BOTH directions."""
+    if a.key == b.key:
+        return True
+    if a.exact_rational and b.exact_rational:
+        return False
+    pa, pb = parsed(a, timeout_s), parsed(b, timeout_s)
+    return bool(pa and pb) and _verify(pa, pb, timeout_s) and _verify(pb, pa, timeout_s)
+
+
+# ------------------------------------------------------------------------------------------------------ clustering
+def _greedy(items: Sequence, same: Callable[[object, object], bool]) -> list[int]:
+    """Greedy clustering: compare each item to the first member of each existing cluster (Farquhar et al. 2024)."""
+    reps: list = []
+    ids: list[int] = []
+    for item in items:
+        for cid, rep in enumerate(reps):
+            if same(rep, item):
+                ids.append(cid)
+                break
+        else:
+            ids.append(len(reps))
+            reps.append(item)
+    return ids
+
+
+def _cluster_math(answers: Sequence[str | None], timeout_s: int | None) -> tuple[list[int], list[bool], list]:
+    """Cluster ids, unparsable flags and canonical forms of a group of math answers."""
+    canon = [canonicalize(a) for a in answers]
+    keys: dict[tuple, Canonical] = {}
+    for c in canon:
+        if c is not None and c.key not in keys:
+            keys[c.key] = c
+    key_list = list(keys.values())
+    key_cluster = dict(zip(keys, _greedy(key_list, lambda a, b: math_equivalent(a, b, timeout_s))))
+    ids, unparsable, remap = [], [], {}
+    for c in canon:
+        label = ("none", len(ids)) if c is None else ("k", key_cluster[c.key])
+        ids.append(remap.setdefault(label, len(remap)))
+        bad = c is None or not (c.key[0] == "q" or parsed(c, timeout_s))
+        unparsable.append(bad)
+    return ids, unparsable, canon
+
+
+def cluster_answers(answers: Sequence[str | None], equivalence: Equivalence = "math",
+                    timeout_s: int | None = DEFAULT_TIMEOUT_S) -> list[int]:
+    """Semantic cluster id of each answer, numbered from 0 in order of first appearance.
+
+    Args:
+        answers: extracted final answers (``None`` = no answer; always its own singleton cluster).
+        equivalence: ``"math"`` (math-verify both ways, parse-once canonicalisation: see the module docstring),
+            ``"exact"`` (equal :func:`normalize_answer` strings), or a callable ``equivalence(a, b) -> bool`` for free
+            text, e.g. bidirectional entailment with an NLI model or cosine similarity of embeddings above a threshold
+            (Kuhn et al. 2023; Farquhar et al. 2024). Callables are applied greedily, comparing each answer to the
+            first member of each cluster; identical strings are merged without calling it.
+        timeout_s: math-verify timeout per call (disabled automatically off the main thread).
+
+    Example: ``cluster_answers(["1/2", "0.5", "\\\\frac{2}{4}", "3", None, "3"])`` -> ``[0, 0, 0, 1, 2, 1]``.
+    """
+    answers = list(answers)
+    if equivalence == "math":
+        return _cluster_math(answers, timeout_s)[0]
+    if equivalence == "exact":
+        keys = [normalize_answer(a) if isinstance(a, str) else None for a in answers]
+    elif callable(equivalence):
+        keys = [a if isinstance(a, str) and a.strip() else None for a in answers]
+    else:
+        raise ValueError(f"equivalence={equivalence!r} is not valid; use 'math', 'exact' or a callable (a, b) -> bool")
+    distinct = list(dict.fromkeys(k for k in keys if k))  # identical strings are always one cluster
+    if callable(equivalence):
+        key_cluster = dict(zip(distinct, _greedy(distinct, lambda a, b: bool(equivalence(a, b)))))
+    else:
+        key_cluster = {k: i for i, k in enumerate(distinct)}
+    ids, remap = [], {}
+    for k in keys:
+        label = ("none", len(ids)) if not k else ("k", key_cluster[k])
+        ids.append(remap.setdefault(label, len(remap)))
+    return ids
+
+
+# --------------------------------------------------------------------------------------------------------- entropy
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(np.max(x))
+    if not math.isfinite(m):
+        return m
+    return m + math.log(float(np.sum(np.exp(x - m))))
+
+
+def semantic_entropy(cluster_ids: Sequence[int], log_likelihoods: Sequence[float] | None = None,
+                     lengths: Sequence[int] | None = None) -> float:
+    """Semantic entropy of one prompt's M samples, in nats (natural log).
+
+    Discrete (default; Farquhar et al. 2024 ``cluster_assignment_entropy``):
+        p_c = n_c / M,  SE = - Σ_c p_c log p_c        e.g. 4 identical answers -> 0, 4 distinct -> log 4.
+
+    Likelihood-weighted (SENT §3.1 as summarised: P(C_i|q) = Σ_{o∈C_i} P(o|q), normalised over clusters; Nature 2024
+    reference ``predictive_entropy_rao`` with ``logsumexp_by_id(agg="sum_normalized")``):
+        ℓ_i = loglik_i / length_i (length-normalised when ``lengths`` is given, else the raw sequence log-lik),
+        log P_c = logsumexp_{i∈c} ℓ_i - logsumexp_i ℓ_i,   SE = - Σ_c P_c log P_c.
+
+    What the paper uses is UNKNOWN (paper.md §1.2): the figure's ``p_k`` fits both forms; M, whether P(o|q) is
+    length-normalised, and the log base are not stated. We default to the discrete form in nats (it needs no
+    likelihoods, is unaffected by sampling temperature, and is bounded by log M); ``se_weighted`` is reported too.
+    """
+    ids = np.asarray(cluster_ids)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"cluster_ids must be a non-empty 1-D sequence of ints, got shape {ids.shape}")
+    if log_likelihoods is None:
+        if lengths is not None:
+            raise ValueError("lengths was given without log_likelihoods; pass both or neither")
+        _, counts = np.unique(ids, return_counts=True)
+        p = counts / ids.size
+        return float(max(0.0, -np.sum(p * np.log(p))))
+    ll = np.asarray(log_likelihoods, dtype=np.float64)  # (M,)
+    if ll.shape != ids.shape:
+        raise ValueError(f"log_likelihoods has shape {ll.shape} but cluster_ids has {ids.shape}; give one per sample")
+    if np.isnan(ll).any():
+        raise ValueError("log_likelihoods contains NaN; drop those samples or use the discrete form (None)")
+    if lengths is not None:
+        lens = np.asarray(lengths, dtype=np.float64)
+        if lens.shape != ids.shape or (lens <= 0).any():
+            raise ValueError("lengths must be positive token counts, one per sample (same length as cluster_ids)")
+        ll = ll / lens
+    total = _logsumexp(ll)
+    if not math.isfinite(total):
+        raise ValueError("log_likelihoods are all -inf (or +inf); the cluster probabilities are undefined")
+    log_p = np.array([_logsumexp(ll[ids == c]) - total for c in np.unique(ids)])
+    return float(max(0.0, -np.sum(np.exp(log_p) * log_p)))
+
+
+# ------------------------------------------------------------------------------------------------- dataset scoring
+def _score_group(answers: list, gold: str | None, equivalence: Equivalence,
+                 timeout_s: int | None) -> tuple[list[int], list[bool], list | None]:
+    """Cluster ids, unparsable flags and (when ``gold`` is given) per-answer correctness of one prompt."""
+    if equivalence == "math":
+        ids, bad, canon = _cluster_math(answers, timeout_s)
+    else:
+        ids = cluster_answers(answers, equivalence, timeout_s)
+        bad = [not (isinstance(a, str) and a.strip()) for a in answers]
+        canon = [canonicalize(a) for a in answers]
+    if gold is None:
+        return ids, bad, None
+    g = canonicalize(extract_answer(gold) or gold)
+    if g is None:
+        return ids, bad, None
+    correct, memo = [], {}
+    for c in canon:
+        if c is None:
+            correct.append(False)
+            continue
+        if c.key not in memo:
+            memo[c.key] = (matches_gold(g, c, timeout_s) if equivalence == "math"
+                           else normalize_answer(c.raw) == normalize_answer(g.raw))
+        correct.append(memo[c.key])
+    return ids, bad, correct
+
+
+def _score_chunk(chunk: list[tuple[list, str | None]], equivalence: Equivalence, timeout_s: int | None) -> list:
+    return [_score_group(answers, gold, equivalence, timeout_s) for answers, gold in chunk]
+
+
+def _run_groups(groups: list[tuple[list, str | None]], equivalence: Equivalence, num_proc: int,
+                timeout_s: int | None) -> list:
+    """Score all groups, in ``num_proc`` worker processes by chunks of prompts, with a tqdm bar."""
+    from tqdm.auto import tqdm
+
+    if num_proc > 1 and callable(equivalence):
+        try:
+            pickle.dumps(equivalence)
+        except Exception:
+            logger.warning("equivalence callable is not picklable; scoring in this process (num_proc=1)")
+            num_proc = 1
+    if num_proc <= 1 or len(groups) < 64:
+        return [_score_group(a, g, equivalence, timeout_s)
+                for a, g in tqdm(groups, desc="semantic entropy", unit="prompt", mininterval=2)]
+    size = max(1, min(500, len(groups) // (num_proc * 8)))
+    starts = range(0, len(groups), size)
+    results: list = [None] * len(starts)
+    with ProcessPoolExecutor(max_workers=num_proc) as pool, \
+            tqdm(total=len(groups), desc="semantic entropy", unit="prompt", mininterval=2) as bar:
+        futures = {pool.submit(_score_chunk, groups[s:s + size], equivalence, timeout_s): i
+                   for i, s in enumerate(starts)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            bar.update(len(results[i]))
+    return [r for chunk in results for r in chunk]
+
+
+def score_dataset(samples: pd.DataFrame, equivalence: Equivalence = "math", num_proc: int | None = None,
+                  gold: dict | None = None, timeout_s: int | None = DEFAULT_TIMEOUT_S
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-prompt semantic entropy of a table of sampled completions.
+
+    Args:
+        samples: one row per sampled completion with columns ``prompt_id``, ``completion`` and optionally
+            ``loglik`` (sum of token log-probs) and ``n_tokens`` (for length-normalised ``se_weighted``).
+        equivalence: see :func:`cluster_answers`.
+        num_proc: worker processes (``None`` = ``os.cpu_count()``); small inputs run in-process.
+        gold: optional ``{prompt_id: gold answer}``; adds ``n_correct``/``accuracy`` and a per-sample ``correct``.
+        timeout_s: math-verify timeout per call in the workers (``None`` disables it).
+
+    Returns:
+        ``(per_prompt, per_sample)``. ``per_prompt`` (first-appearance order): ``prompt_id, se, se_weighted,
+        n_clusters, n_samples, n_unparsable`` (+ ``n_correct, accuracy``; NaN for prompts missing from ``gold``).
+        ``per_sample``: ``samples`` with ``answer`` and ``cluster`` (+ ``correct``, nullable bool) added.
+    """
+    if not isinstance(samples, pd.DataFrame):
+        raise ValueError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
+    for col in ("prompt_id", "completion"):
+        if col not in samples.columns:
+            raise ValueError(f"samples is missing column {col!r}; columns are {list(samples.columns)}")
+    if num_proc is not None and num_proc < 1:
+        raise ValueError(f"num_proc must be >= 1 or None, got {num_proc}")
+    num_proc = num_proc or os.cpu_count() or 1
+    out = samples.reset_index(drop=True).copy()
+    out["answer"] = [extract_answer(c) for c in out["completion"]]
+    codes, uniques = pd.factorize(out["prompt_id"], sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    rows = [order[bounds[p]:bounds[p + 1]] for p in range(len(uniques))]  # row indices of each prompt
+    answers = out["answer"].tolist()
+    groups = [([answers[i] for i in r], None if gold is None else gold.get(pid)) for pid, r in zip(uniques, rows)]
+    results = _run_groups(groups, equivalence, num_proc, timeout_s)
+
+    has_ll = "loglik" in out.columns
+    ll = out["loglik"].to_numpy(dtype=np.float64) if has_ll else None
+    lens = out["n_tokens"].to_numpy(dtype=np.float64) if has_ll and "n_tokens" in out.columns else None
+    cluster = np.zeros(len(out), dtype=np.int64)
+    correct = pd.array([pd.NA] * len(out), dtype="boolean")  # NA where the prompt has no (parsable) gold
+    table = []
+    for pid, r, (ids, bad, corr) in zip(uniques, rows, results):
+        cluster[r] = ids
+        se_w = float("nan")
+        if ll is not None and np.isfinite(ll[r]).all():
+            se_w = semantic_entropy(ids, ll[r], None if lens is None else np.maximum(lens[r], 1))
+        rec = {"prompt_id": pid, "se": semantic_entropy(ids), "se_weighted": se_w, "n_clusters": len(set(ids)),
+               "n_samples": len(ids), "n_unparsable": int(sum(bad))}
+        if gold is not None:
+            if corr is not None:
+                correct[r] = np.asarray(corr, dtype=bool)
+            rec["n_correct"] = int(sum(corr)) if corr is not None else pd.NA
+            rec["accuracy"] = float(np.mean(corr)) if corr is not None else float("nan")
+        table.append(rec)
+    out["cluster"] = cluster
+    if gold is not None:
+        out["correct"] = correct
+    per_prompt = pd.DataFrame(table)
+    if gold is not None and len(per_prompt):
+        per_prompt["n_correct"] = per_prompt["n_correct"].astype("Int64")
+    return per_prompt, out
