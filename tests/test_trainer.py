@@ -1,0 +1,119 @@
+"""SENTTrainer against stock TRL GRPOTrainer on a tiny random Llama (CPU, seconds)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer
+
+from sent.trainer import SENTTrainer, aggregate_loss, build_curriculum_dataset
+from sent.trainer_config import SENTConfig
+from tests._tiny import build_tiny_model, tiny_reward, tiny_rows
+
+
+COMMON = dict(use_cpu=True, report_to=[], per_device_train_batch_size=8, num_generations=4, max_completion_length=10,
+              logging_steps=1, save_strategy="no", learning_rate=1e-2, seed=0, gradient_checkpointing=False,
+              disable_tqdm=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _train(trainer_cls, config, path):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    trainer = trainer_cls(model=model, reward_funcs=tiny_reward, args=config,
+                          train_dataset=Dataset.from_list(tiny_rows(32)), processing_class=AutoTokenizer.from_pretrained(path))
+    trainer.train()
+    return trainer, [h for h in trainer.state.log_history if "loss" in h]
+
+
+@pytest.mark.parametrize("loss_type,bias", [("dapo", True), ("grpo", False), ("bnpo", True)])
+def test_grpo_method_equals_stock_trl(tiny, tmp_path, loss_type, bias):
+    kw = dict(COMMON, max_steps=3, beta=0.04, loss_type=loss_type, use_bias_correction_kl=bias)
+    _, stock = _train(GRPOTrainer, GRPOConfig(output_dir=str(tmp_path / "a"), **kw), tiny)
+    _, ours = _train(SENTTrainer, SENTConfig(output_dir=str(tmp_path / "b"), method="grpo", **kw), tiny)
+    assert len(stock) == len(ours) == 3
+    for a, b in zip(stock, ours):
+        for key in ("loss", "grad_norm", "reward", "kl", "entropy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (key, a[key], b[key])
+    assert ours[-1]["kl"] > 0  # the reference KL is active, so the check covers it
+
+
+def test_sent_logs_gate_metrics_and_beta_only_on_low_entropy(tiny, tmp_path):
+    config = SENTConfig(output_dir=str(tmp_path), method="sent", beta=0.001, max_steps=2, record_rollouts_every=1,
+                        high_cov_ratio=0.05, **COMMON)
+    trainer, logs = _train(SENTTrainer, config, tiny)
+    for row in logs:
+        for key in ("entropy/all", "entropy/low", "entropy/high_cov", "share/low", "share/high_cov", "beta/mean",
+                    "kl/ref", "kl/old", "cov/mean", "cov/std", "cov/max", "stage", "length/mean"):
+            assert key in row and not math.isnan(row[key]), key
+        assert row["share/low"] == pytest.approx(0.8, abs=0.03)  # int(0.8 * N) of N valid tokens, N ~ 70
+        assert row["kl/old"] == 0.0  # on-policy: old logp == logp
+    from sent.rollouts import read_rollouts
+    df = read_rollouts(tmp_path / "rollouts")
+    assert sorted(df["step"].unique()) == [1, 2] and len(df) == 16  # 8 rows per micro-batch, 1 micro-step per step
+    beta = np.concatenate(df["beta"].to_numpy()).astype(np.float64)
+    low = np.concatenate(df["low_entropy"].to_numpy())
+    high = np.concatenate(df["high_cov"].to_numpy())
+    assert (beta[~low] == 0).all() and high.sum() >= 2 and not (high & ~low).any()
+    assert np.allclose(beta[high], 0.2) and np.allclose(beta[low & ~high], 0.05)  # beta_high / beta_low
+
+
+def test_aggregate_loss_normalisers():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    kw = dict(training=True, grad_accum=2, max_completion_length=4)
+    # grpo: mean(2, 4) = 3, / 2 accum = 1.5
+    assert aggregate_loss(loss, mask, "grpo", **kw)[0].item() == pytest.approx(1.5)
+    # bnpo: 10 / 4 tokens = 2.5, / 2 = 1.25
+    assert aggregate_loss(loss, mask, "bnpo", **kw)[0].item() == pytest.approx(1.25)
+    # dr_grpo: 10 / (2 * 4) = 1.25, / 2 = 0.625
+    assert aggregate_loss(loss, mask, "dr_grpo", **kw)[0].item() == pytest.approx(0.625)
+    # dapo: 10 / (num_items 8 / 1 proc * accum 2 / steps_per_generation 4) = 10 / 4 = 2.5
+    out = aggregate_loss(loss, mask, "dapo", num_items_in_batch=torch.tensor(8.0), steps_per_generation=4, **kw)
+    assert out[0].item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="loss_type"):
+        aggregate_loss(loss, mask, "cispo", **kw)
+
+
+def test_curriculum_dataset_orders_stages_and_drops_incomplete_batches():
+    s1 = Dataset.from_list([{"prompt_id": f"a{i}"} for i in range(5)])
+    s2 = Dataset.from_list([{"prompt_id": f"b{i}"} for i in range(4)])
+    ds = build_curriculum_dataset([s1, s2], epochs_per_stage=2, prompts_per_generation=2, seed=0)
+    # stage 1: 5 -> 4 per epoch (drop_last), x2 epochs; stage 2: 4 x 2 epochs
+    assert ds["stage"] == [1] * 8 + [2] * 8
+    assert all(p.startswith("a") for p in ds["prompt_id"][:8]) and len(set(ds["prompt_id"][:4])) == 4
+    with pytest.raises(ValueError, match="stage 2"):
+        build_curriculum_dataset([s1, s2.select([0])], epochs_per_stage=1, prompts_per_generation=2, seed=0)
+
+
+def test_config_rejects_unsupported_and_on_policy_kl_cov(tmp_path):
+    base = dict(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    with pytest.raises(ValueError, match="loss_type"):
+        SENTConfig(loss_type="cispo", **base)
+    with pytest.raises(ValueError, match="method"):
+        SENTConfig(method="nope", **base)
+    with pytest.raises(ValueError, match="importance_sampling_level"):
+        SENTConfig(importance_sampling_level="sequence", **base)
+    with pytest.raises(ValueError, match="steps_per_generation"):
+        SENTConfig(method="kl_cov", **base)  # one update per generation batch: |logp-old| == 0
+    ok = SENTConfig(method="kl_cov", steps_per_generation=2, save_steps=2, **base)
+    assert ok.computes_old_logps() and ok.updates_per_generation() == 2
+    with pytest.raises(ValueError, match="save_steps"):
+        SENTConfig(method="kl_cov", steps_per_generation=2, save_steps=3, **base)
+    with pytest.raises(ValueError, match="low_entropy_ratio"):
+        SENTConfig(low_entropy_ratio=1.5, **base)
+
+
+def test_kl_cov_gets_real_old_logps(tiny, tmp_path):
+    config = SENTConfig(output_dir=str(tmp_path), method="kl_cov", kl_cov_ratio=0.2, max_steps=2,
+                        steps_per_generation=2, **COMMON)
+    _, logs = _train(SENTTrainer, config, tiny)
+    assert logs[0]["kl/old"] == 0.0  # first update of the generation batch: policy == old policy
+    assert logs[1]["kl/old"] > 0.0  # second update: the policy moved (lr 1e-2)
