@@ -183,14 +183,16 @@ def _parse_cached(raw: str, timeout_s: int | None) -> tuple:
     from math_verify import parse
 
     try:
-        return tuple(parse(f"${raw}$", parsing_timeout=timeout_s))
+        result = tuple(parse(f"${raw}$", parsing_timeout=timeout_s))
     except Exception as err:  # math-verify raises on odd inputs despite raise_on_error=False
         logger.debug("math-verify parse failed on %r: %s", raw, err)
         return ()
+    # inside $...$ math-verify falls back to the bare string when no expression parses: that is a failure too
+    return result if any(not isinstance(x, str) for x in result) else ()
 
 
 def parsed(c: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> tuple:
-    """math-verify parse of ``c.raw`` (cached per distinct string and process); ``()`` when unparsable."""
+    """math-verify parse of ``c.raw`` (cached per distinct string and process); ``()`` when no expression parses."""
     if not c.parsable:
         return ()
     return _parse_cached(c.raw, timeout_s if _timeouts_allowed() else None)
