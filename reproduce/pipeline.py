@@ -1,0 +1,191 @@
+"""Run the whole reproduction for one profile: base model -> SE -> curriculum -> train -> eval ->
+notebooks -> analyses -> summary. Called by reproduce/run_all.sh; every step is a `sent` command or a
+papermill notebook, and each one skips finished work, so rerunning after a kill resumes.
+
+The plan of a profile lives in reproduce/profiles/<profile>.yaml (runs, methods, ablations, sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = ("base", "se", "curriculum", "train", "eval", "notebooks", "analysis", "summary")
+
+
+@dataclass
+class Job:
+    name: str
+    argv: list[str]
+    done: Path | None = None  # the job is skipped when this file exists
+    log: Path | None = None
+    env: dict = field(default_factory=dict)
+
+
+def _fmt(value, ctx: dict):
+    if isinstance(value, str):
+        return value.format(**ctx)
+    if isinstance(value, list):
+        return [_fmt(v, ctx) for v in value]
+    if isinstance(value, dict):
+        return {k: _fmt(v, ctx) for k, v in value.items()}
+    return value
+
+
+def _flags(options: dict) -> list[str]:
+    out: list[str] = []
+    for key, val in options.items():
+        out += [f"--{key}", str(val)]
+    return out
+
+
+def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list[Job]]:
+    """Expand a profile into jobs per step."""
+    ctx = {"root": str(root), "profile": profile["profile"], "repo": str(REPO)}
+    p = _fmt(profile, ctx)
+    jobs: dict[str, list[Job]] = {s: [] for s in STEPS}
+
+    def log(name: str) -> Path:
+        return log_dir / f"{name}.log"
+
+    jobs["base"] = [Job("base", ["sent", *p["base"]["argv"]], root / p["base"]["done"], log("base"))]
+    for domain, opts in p["semantic_entropy"].items():
+        argv = ["sent", "semantic-entropy", "--model", p["model"], "--root", str(root), "--domain", domain, *_flags(opts)]
+        jobs["se"].append(Job(f"se-{domain}", argv, root / "se" / f"{domain}.parquet", log(f"se-{domain}")))
+    for name, opts in p["curricula"].items():
+        out = root / "curriculum" / name
+        argv = ["sent", "curriculum", "--se", str(root / "se" / f"{opts['domain']}.parquet"), "--out", str(out),
+                "--n-stages", str(opts["n_stages"]), "--method", opts.get("method", "equal"), "--seed", "0"]
+        jobs["curriculum"].append(Job(f"curriculum-{name}", argv, out / "manifest.json", log(f"curriculum-{name}")))
+    runs = p["runs"]
+    for seed in range(seeds):
+        for run, opts in runs.items():
+            opts = dict(opts)
+            recipe = opts.pop("recipe", p["train_recipe"])
+            curriculum = opts.pop("curriculum", None)
+            domain = opts.pop("domain", "math")
+            run_dir = root / "runs" / run / f"seed{seed}"
+            argv = ["sent", "train", "--config", recipe, "--model_name_or_path", p["model"],
+                    "--run_name", run, "--output_dir", str(run_dir), "--seed", str(seed), "--domain", domain]
+            if curriculum:
+                argv += ["--curriculum_dir", str(root / "curriculum" / curriculum)]
+            else:
+                argv += ["--train_se_table", str(root / "se" / f"{domain}.parquet")]
+            argv += _flags(opts)
+            jobs["train"].append(Job(f"train-{run}-s{seed}", argv, run_dir / "DONE", log(f"train-{run}-s{seed}")))
+    ev = p["eval"]
+    eval_targets = [("base", p["model"], root / "eval" / "base", "math")]
+    for seed in range(seeds):
+        for run, opts in runs.items():
+            run_dir = root / "runs" / run / f"seed{seed}"
+            eval_targets.append((f"{run}-s{seed}", str(run_dir / "final"), run_dir / "eval", opts.get("domain", "math")))
+    for name, model, out, domain in eval_targets:
+        suites = ev["suites"] if domain == "math" else ev["suites_by_domain"][domain]
+        argv = ["sent", "eval", "--model", model, "--out", str(out), "--suites", ",".join(suites), *_flags(ev["options"])]
+        jobs["eval"].append(Job(f"eval-{name}", argv, out / "summary.json", log(f"eval-{name}")))
+    out_dir = REPO / "reproduce" / "out" / p["profile"]
+    for nb in p["notebooks"]:
+        nb_out = out_dir / "notebooks" / nb
+        argv = [sys.executable, "-m", "papermill", str(REPO / "notebooks" / nb), str(nb_out), "--kernel", "python3",
+                "-p", "root", str(root), "-p", "profile", p["profile"], "-p", "out_dir", str(out_dir), "--cwd", str(REPO)]
+        jobs["notebooks"].append(Job(f"nb-{nb}", argv, None, log(f"nb-{nb}")))
+    for name, argv in p.get("analysis", {}).items():
+        jobs["analysis"].append(Job(f"analysis-{name}", ["sent", "analyze", *argv], None, log(f"analysis-{name}")))
+    return jobs
+
+
+def run_job(job: Job, dry: bool) -> tuple[Job, str, float]:
+    if job.done is not None and job.done.exists():
+        return job, "skipped (done)", 0.0
+    if dry:
+        return job, "dry-run: " + shlex.join(job.argv), 0.0
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("SENT_THREADS", "1"), **job.env}
+    with open(job.log, "a") as fh:
+        fh.write(f"\n$ {shlex.join(job.argv)}\n")
+        fh.flush()
+        rc = subprocess.call(job.argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    dt = time.time() - t0
+    if rc != 0:
+        tail = "".join(job.log.read_text().splitlines(keepends=True)[-25:])
+        raise RuntimeError(f"{job.name} failed (exit {rc}); log: {job.log}\n--- last lines ---\n{tail}")
+    return job, "ok", dt
+
+
+def run_step(step: str, jobs: list[Job], n_jobs: int, dry: bool) -> list[tuple[str, str, float]]:
+    results = []
+    if not jobs:
+        return results
+    print(f"[run_all] step {step}: {len(jobs)} job(s), {n_jobs} at a time", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        futures = [pool.submit(run_job, j, dry) for j in jobs]
+        for i, fut in enumerate(as_completed(futures), 1):
+            job, status, dt = fut.result()
+            print(f"[run_all]   ({i}/{len(jobs)}) {job.name}: {status}" + (f" in {dt:.0f} s" if dt else ""), flush=True)
+            results.append((job.name, status, dt))
+    return results
+
+
+def summarize(root: Path, profile: str, timings: dict) -> str:
+    out_dir = REPO / "reproduce" / "out" / profile
+    figures = sorted(p.relative_to(REPO).as_posix() for p in (out_dir / "figures").glob("*.png")) if out_dir.exists() else []
+    tables = sorted(p.relative_to(REPO).as_posix() for p in (out_dir / "tables").glob("*")) if out_dir.exists() else []
+    lines = [f"[run_all] profile {profile}: artifacts in {root}", f"[run_all] {len(figures)} figures, {len(tables)} tables in {out_dir}"]
+    lines += [f"    {f}" for f in figures + tables]
+    lines += [f"[run_all] step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
+    summary = {"profile": profile, "root": str(root), "figures": figures, "tables": tables, "step_seconds": timings}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu", help="smoke | cpu | paper-1.5b | paper-7b | paper-14b")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per run (>= 3 for claims that one method beats another)")
+    ap.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
+    ap.add_argument("--jobs", type=int, default=None, help="parallel jobs for train/eval (default: the profile's)")
+    ap.add_argument("--root", default=None, help="artifact root (default artifacts/<profile>)")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    args = ap.parse_args(argv)
+
+    path = REPO / "reproduce" / "profiles" / f"{args.profile}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in (REPO / "reproduce" / "profiles").glob("*.yaml"))
+        ap.error(f"unknown profile {args.profile!r}; valid: {', '.join(valid)}")
+    if args.seeds < 1:
+        ap.error("--seeds must be >= 1")
+    profile = yaml.safe_load(path.read_text())
+    root = Path(args.root or REPO / "artifacts" / args.profile).resolve()
+    log_dir = root / "logs"
+    jobs = plan(profile, root, args.seeds, log_dir)
+    n_jobs = args.jobs or profile.get("jobs", 1)
+    steps = args.only or list(STEPS)
+    timings: dict[str, float] = {}
+    for step in steps:
+        if step == "summary":
+            continue
+        t0 = time.time()
+        parallel = n_jobs if step in ("se", "train", "eval", "notebooks", "analysis", "curriculum") else 1
+        run_step(step, jobs[step], parallel, args.dry_run)
+        timings[step] = time.time() - t0
+    if "summary" in steps and not args.dry_run:
+        print(summarize(root, args.profile, timings), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
