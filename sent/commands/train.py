@@ -1,0 +1,175 @@
+"""``sent train --config recipe.yaml [--field value ...]``: GRPO / SENT / a baseline into ``runs/<run>/seed<k>/``.
+
+Parses ``(TrainScriptArguments, SENTConfig, ModelConfig)`` with TRL's ``TrlParser``, then: run folder, config.yaml,
+data, model, reward, trainer, train (resuming from the last checkpoint), final/, DONE. A run whose DONE marker exists
+is skipped. ``--dry_run`` stops after building the config and the datasets (hub data replaced by fixtures).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainScriptArguments:
+    train_data: str = field(default="synthetic:math:512", metadata={"help": (
+        "Training prompts: 'synthetic:<math|relations>:<n>' (offline generator), 'curriculum' (use --curriculum_dir),"
+        " a parquet/jsonl file in the common schema or an SE table, or 'benchmark:<name>' (e.g. benchmark:dapo; "
+        "needs --allow_download, fixtures in --dry_run).")})
+    root: str = field(default="artifacts/cpu", metadata={"help": "Artifact root; the run goes to <root>/runs/<run>/seed<k>."})
+    run: str | None = field(default=None, metadata={"help": "Run name (default: the method)."})
+    prompt_template: str = field(default="toy", metadata={"help": "'toy', 'paper' or a string with {problem}."})
+    chat: bool = field(default=False, metadata={"help": "Conversational prompts (chat template), for chat models."})
+    reward_correct: float = field(default=1.0, metadata={"help": "Reward of a correct answer (released code: 1)."})
+    reward_incorrect: float = field(default=0.0, metadata={"help": "Reward of a wrong answer (released code: -1)."})
+    allow_download: bool = field(default=False, metadata={"help": "Allow hub downloads of benchmark data."})
+    dry_run: bool = field(default=False, metadata={"help": "Build config + datasets (fixtures), write nothing, exit."})
+
+
+def _parse(argv):
+    from trl import ModelConfig, TrlParser
+
+    from sent.trainer_config import SENTConfig
+
+    argv = list(argv or [])
+    if any(a.startswith("--dry_run") for a in argv):
+        argv += ["--use_cpu", "true"]  # validate GPU recipes on a CPU-only machine (bf16 checks need use_cpu)
+    parser = TrlParser((TrainScriptArguments, SENTConfig, ModelConfig))
+    return parser.parse_args_and_config(argv)
+
+
+def _rows_to_dataset(df, script):
+    from datasets import Dataset
+
+    from sent.data import render_prompts
+
+    if "prompt" not in df.columns:
+        df = render_prompts(df, script.prompt_template)
+    if script.chat:
+        df = df.assign(prompt=[[{"role": "user", "content": p}] for p in df["prompt"]])
+    keep = [c for c in ("prompt_id", "problem", "answer", "suite", "domain", "level", "prompt", "stage") if c in df]
+    return Dataset.from_pandas(df[keep].reset_index(drop=True), preserve_index=False)
+
+
+def _load_rows(spec: str, script, dry_run: bool):
+    import pandas as pd
+
+    if spec.startswith("synthetic:"):
+        _, domain, n = spec.split(":")
+        if domain == "math":
+            from sent.data import make_math_problems
+            return make_math_problems(int(n), split="train", seed=0)
+        from sent.data import make_relation_problems
+        return make_relation_problems(int(n), split="train", seed=0)
+    if spec.startswith("benchmark:"):
+        from sent.data.benchmarks import load_benchmark
+        name = spec.split(":", 1)[1]
+        return load_benchmark(name, source="fixture" if dry_run else None, allow_download=script.allow_download)
+    path = Path(spec)
+    if not path.exists():
+        raise ValueError(f"train_data={spec!r} is neither 'synthetic:<domain>:<n>', 'benchmark:<name>', 'curriculum' "
+                         "nor an existing file")
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl")
+
+
+def build_train_dataset(script, config, dry_run: bool = False):
+    """The training ``Dataset``: curriculum stages in order (``stage`` column) or one shuffled set."""
+    from sent.trainer import build_curriculum_dataset
+
+    if config.curriculum_dir is None:
+        if script.train_data == "curriculum":
+            raise ValueError("train_data=curriculum needs --curriculum_dir <folder with manifest.json>")
+        return _rows_to_dataset(_load_rows(script.train_data, script, dry_run), script)
+    from sent.curriculum import load_stage, read_manifest
+
+    if dry_run and not Path(config.curriculum_dir, "manifest.json").exists():
+        logger.warning("dry run: %s has no manifest (make it with `sent curriculum`); using train_data as 1 stage",
+                       config.curriculum_dir)
+        spec = "synthetic:math:64" if script.train_data == "curriculum" else script.train_data
+        stages = [_rows_to_dataset(_load_rows(spec, script, dry_run), script)]
+    else:
+        manifest = read_manifest(config.curriculum_dir)
+        stages = [_rows_to_dataset(load_stage(config.curriculum_dir, s["index"]), script)
+                  for s in sorted(manifest["stages"], key=lambda s: s["index"])]
+    per_gen = config.generation_batch_size // config.num_generations
+    if dry_run:
+        per_gen = min(per_gen, min(len(s) for s in stages))
+    return build_curriculum_dataset(stages, epochs_per_stage=config.epochs_per_stage, prompts_per_generation=per_gen,
+                                    seed=config.seed)
+
+
+def _write_config(out: Path, script, config, model_args) -> None:
+    import yaml
+
+    from sent.io import atomic_write_text
+
+    doc = {"script": asdict(script), "model": asdict(model_args), "config": json.loads(config.to_json_string())}
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=True))
+
+
+def _resume_point(out: Path):
+    """(checkpoint folder, its global step) of the latest complete checkpoint, or (None, 0)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(out)) if out.exists() else None
+    if last is None:
+        return None, 0
+    state = json.loads((Path(last) / "trainer_state.json").read_text())
+    return last, int(state["global_step"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    script, config, model_args = _parse(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    run = script.run or config.method
+    out = Path(script.root) / "runs" / run / f"seed{config.seed}"
+    config.output_dir = str(out)
+    config.run_name = f"{run}/seed{config.seed}"
+    dataset = build_train_dataset(script, config, dry_run=script.dry_run)
+    if script.dry_run:
+        logger.info("dry run OK: method=%s, %d training rows, output would be %s", config.method, len(dataset), out)
+        return 0
+    if (out / "DONE").exists():
+        logger.info("%s is complete (DONE exists); nothing to do", out)
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(out, script, config, model_args)
+    return _train(script, config, model_args, dataset, out)
+
+
+def _train(script, config, model_args, dataset, out: Path) -> int:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sent.io import atomic_write_text
+    from sent.rewards import make_accuracy_reward
+    from sent.rollouts import RolloutRecorder
+    from sent.trainer import MetricsJSONLCallback, SENTTrainer, truncate_metrics
+
+    if model_args.model_name_or_path is None:
+        raise ValueError("--model_name_or_path is required (e.g. artifacts/cpu/base from `sent toy-base`)")
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path, dtype=model_args.dtype if model_args.dtype not in (None, "auto") else "auto",
+        trust_remote_code=model_args.trust_remote_code, attn_implementation=model_args.attn_implementation)
+    checkpoint, step = _resume_point(out)
+    if checkpoint is not None:
+        logger.info("resuming from %s (step %d)", checkpoint, step)
+    truncate_metrics(out / "metrics.jsonl", step)
+    RolloutRecorder(out / "rollouts").drop_after(step)
+    reward = make_accuracy_reward(script.reward_correct, script.reward_incorrect)
+    trainer = SENTTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[MetricsJSONLCallback(out / "metrics.jsonl")])
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(str(out / "final"))
+        tokenizer.save_pretrained(out / "final")
+        atomic_write_text(out / "DONE", f"step {trainer.state.global_step}\n")
+    return 0
