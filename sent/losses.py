@@ -236,12 +236,12 @@ def _finish(
     }
     if x.ref_logp is not None:
         stats["kl/ref"] = _mean(kl if kl is not None else _k3(x, s, coef_1), mask)
-    if clipped:
-        r = coef_1.detach()
-        low = (r < 1 - s.epsilon_low) & (adv < 0)
-        high = (r > 1 + s.epsilon_high) & (adv > 0)
-        stats.update({"clip_ratio/low_mean": _mean(low.float(), mask), "clip_ratio/high_mean": _mean(high.float(), mask),
-                      "clip_ratio/region_mean": _mean((low | high).float(), mask)})
+    if clipped:  # TRL's clip_ratio/* metrics, as token shares (bool sums: no float copies)
+        r, n_valid = coef_1.detach(), mask.sum()
+        low = (r < 1 - s.epsilon_low) & (adv < 0) & mask
+        high = (r > 1 + s.epsilon_high) & (adv > 0) & mask
+        stats.update({"clip_ratio/low_mean": low.sum() / n_valid, "clip_ratio/high_mean": high.sum() / n_valid,
+                      "clip_ratio/region_mean": (low | high).sum() / n_valid})
     if gates is not None:
         stats.update(_gate_stats(x, gates))
     stats.update(extra or {})
@@ -252,18 +252,21 @@ def _finish(
 
 
 def _gate_stats(x: LossInputs, g: TokenGates) -> dict[str, Tensor]:
-    low, high, n_valid = g.low_entropy, g.high_cov, x.mask.sum()
-    cov_low = g.covariance[low]
+    """Gate metrics from sums over (B, T) (the covariance is 0 outside T_low); NaN on empty sets."""
+    low, high, mask = g.low_entropy, g.high_cov, x.mask
+    n_valid, n_low = mask.sum(), low.sum()
+    cov_mean = g.covariance.sum() / n_low
+    cov_var = (g.covariance.square().sum() / n_low - cov_mean.square()).clamp(min=0.0)
     return {
         "entropy/low": _mean(x.entropy, low),
         "entropy/high_cov": _mean(x.entropy, high),
-        "share/low": low.sum() / n_valid,
+        "share/low": n_low / n_valid,
         "share/high_cov": high.sum() / n_valid,
-        "beta/mean": _mean(g.beta, x.mask),
-        "beta/mean_low": _mean(g.beta, low),
-        "cov/mean": cov_low.mean() if cov_low.numel() else torch.tensor(float("nan")),
-        "cov/std": cov_low.std(correction=0) if cov_low.numel() else torch.tensor(float("nan")),
-        "cov/max": cov_low.max() if cov_low.numel() else torch.tensor(float("nan")),
+        "beta/mean": g.beta.sum() / n_valid,  # beta is 0 outside T_low
+        "beta/mean_low": g.beta.sum() / n_low,
+        "cov/mean": cov_mean,
+        "cov/std": cov_var.sqrt(),
+        "cov/max": torch.where(low, g.covariance, -torch.inf).max(),
     }
 
 
