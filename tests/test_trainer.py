@@ -117,3 +117,41 @@ def test_kl_cov_gets_real_old_logps(tiny, tmp_path):
     _, logs = _train(SENTTrainer, config, tiny)
     assert logs[0]["kl/old"] == 0.0  # first update of the generation batch: policy == old policy
     assert logs[1]["kl/old"] > 0.0  # second update: the policy moved (lr 1e-2)
+
+
+def _metrics(path):
+    import json
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_command_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    from sent.commands import train
+    from sent.rollouts import read_rollouts
+    from sent.trainer import MetricsJSONLCallback
+
+    args = ["--model_name_or_path", str(tiny), "--train_data", "synthetic:math:32", "--method", "sent",
+            "--beta", "0.001", "--max_steps", "4", "--per_device_train_batch_size", "8", "--num_generations", "4",
+            "--max_completion_length", "10", "--learning_rate", "1e-2", "--lr_scheduler_type", "constant",
+            "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "2", "--record_rollouts_every", "1",
+            "--use_cpu", "true", "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none",
+            "--disable_tqdm", "true", "--seed", "0"]
+    assert train.main(args + ["--root", str(tmp_path / "a")]) == 0
+    run_a = tmp_path / "a" / "runs" / "sent" / "seed0"
+    assert (run_a / "DONE").exists() and (run_a / "final" / "config.json").exists()
+
+    def stop_after_3(self, args_, state, control, **kw):  # "killed" after step 3, last checkpoint at step 2
+        if state.global_step == 3:
+            control.should_training_stop = True
+    monkeypatch.setattr(MetricsJSONLCallback, "on_step_end", stop_after_3, raising=False)
+    assert train.main(args + ["--root", str(tmp_path / "b")]) == 1
+    run_b = tmp_path / "b" / "runs" / "sent" / "seed0"
+    assert [m["step"] for m in _metrics(run_b / "metrics.jsonl")] == [1, 2, 3] and not (run_b / "DONE").exists()
+    monkeypatch.undo()
+    assert train.main(args + ["--root", str(tmp_path / "b")]) == 0
+    a, b = _metrics(run_a / "metrics.jsonl"), _metrics(run_b / "metrics.jsonl")
+    assert [m["step"] for m in b] == [1, 2, 3, 4]  # step 3 dropped at resume and redone, nothing duplicated
+    for x, y in zip(a, b):
+        for key in ("loss", "grad_norm", "reward", "entropy/all", "share/low", "kl/ref"):
+            assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-7), (x["step"], key)
+    ra, rb = read_rollouts(run_a / "rollouts"), read_rollouts(run_b / "rollouts")
+    assert ra["step"].tolist() == rb["step"].tolist() and ra["prompt_id"].tolist() == rb["prompt_id"].tolist()

@@ -158,7 +158,7 @@ def _train(script, config, model_args, dataset, out: Path) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path, dtype=model_args.dtype if model_args.dtype not in (None, "auto") else "auto",
-        trust_remote_code=model_args.trust_remote_code, attn_implementation=model_args.attn_implementation)
+        trust_remote_code=config.trust_remote_code, attn_implementation=model_args.attn_implementation)
     checkpoint, step = _resume_point(out)
     if checkpoint is not None:
         logger.info("resuming from %s (step %d)", checkpoint, step)
@@ -168,6 +168,10 @@ def _train(script, config, model_args, dataset, out: Path) -> int:
     trainer = SENTTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[MetricsJSONLCallback(out / "metrics.jsonl")])
     trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.state.global_step < trainer.state.max_steps:
+        logger.warning("training stopped at step %d of %d; rerun the same command to resume", trainer.state.global_step,
+                       trainer.state.max_steps)
+        return 1
     if trainer.accelerator.is_main_process:
         trainer.save_model(str(out / "final"))
         tokenizer.save_pretrained(out / "final")
