@@ -119,3 +119,25 @@ def test_semantic_entropy_on_benchmark_fixture(tiny_path, tmp_path):
     se = pd.read_parquet(tmp_path / "se" / "dapo.parquet")
     assert se["prompt_id"].tolist() == ["dapo-fx-0001", "dapo-fx-0002", "dapo-fx-0003"]
     assert se["answer"].tolist() == ["7", "32", "6"]
+
+
+def test_eval_scores_correct_answers(tiny_path, tmp_path, monkeypatch):
+    """A sampler that answers every other sample with the gold answer gives Avg@4 = 0.5 and Pass@1_any = 1."""
+    import sent.generation as gen
+    from sent.data.benchmarks import load_benchmark
+
+    golds = load_benchmark("aime25", "fixture")["answer"].tolist()  # ["56", "10", "625"]
+    by_prompt = {f"Q: {p} A:": g for p, g in zip(load_benchmark("aime25", "fixture")["problem"], golds)}
+
+    def oracle(model, tok, prompts, n, **kw):
+        return [[gen.Sample(f"so \\boxed{{{by_prompt[p] if j % 2 == 0 else 'nope'}}}", [1], -1.0, 1)
+                 for j in range(n)] for p in prompts]
+
+    monkeypatch.setattr(gen, "sample_completions", oracle)
+    eval_cmd.main(["--model", tiny_path, "--out", str(tmp_path), "--suites", "aime25", "--source-dir", "fixtures",
+                   "--template", "Q: {problem} A:", *EVAL_ARGS])
+    table = pd.read_parquet(tmp_path / "aime25.parquet")
+    assert table["correct"].tolist() == [True, False] * 6
+    assert table["answer"].tolist()[:2] == ["56", "nope"]
+    summary = json.loads((tmp_path / "summary.json").read_text())["aime25"]
+    assert summary["avg@4"] == 0.5 and summary["pass@1_any"] == 1.0 and summary["pass@4"] == 1.0
