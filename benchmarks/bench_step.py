@@ -1,0 +1,66 @@
+"""SENT step time / stock TRL GRPO step time on the tiny random Llama, same process (CPU).
+
+Prints the ratio of median step times for SENTTrainer (method=sent) without and with rollout recording vs
+GRPOTrainer (beta > 0, so both compute reference log-probs). Goals: <= 1.05 (off), <= 1.15 (recording on).
+Usage: python benchmarks/bench_step.py [--steps 12]
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _step_times(trainer_cls, config, path):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests._tiny import tiny_reward, tiny_rows
+
+    torch.manual_seed(0)
+    trainer = trainer_cls(model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=tiny_reward, args=config,
+                          train_dataset=Dataset.from_list(tiny_rows(256)),
+                          processing_class=AutoTokenizer.from_pretrained(path))
+    trainer.train()
+    times = [h["step_time"] for h in trainer.state.log_history if "step_time" in h]
+    return statistics.median(times[2:])  # skip warm-up steps
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=2)
+    steps, repeats = parser.parse_args().steps, parser.parse_args().repeats
+    torch.set_num_threads(1)
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sent.trainer import SENTTrainer
+    from sent.trainer_config import SENTConfig
+    from tests._tiny import build_tiny_model
+
+    tmp = Path(tempfile.mkdtemp())
+    path = build_tiny_model(tmp / "model", hidden=64)
+    kw = dict(use_cpu=True, report_to=[], max_steps=steps, per_device_train_batch_size=64, num_generations=8,
+              max_completion_length=32, logging_steps=1, save_strategy="no", beta=0.001, seed=0,
+              gradient_checkpointing=False, disable_tqdm=True)
+    results = {"stock": [], "off": [], "on": []}
+    for r in range(repeats):  # interleaved so host-load drift hits all three alike
+        results["stock"].append(_step_times(GRPOTrainer, GRPOConfig(output_dir=str(tmp / f"s{r}"), **kw), path))
+        results["off"].append(_step_times(SENTTrainer, SENTConfig(output_dir=str(tmp / f"o{r}"), method="sent", **kw),
+                                          path))
+        results["on"].append(_step_times(SENTTrainer, SENTConfig(output_dir=str(tmp / f"r{r}"), method="sent",
+                                                                 record_rollouts_every=1, **kw), path))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"stock TRL GRPO step: {med['stock'] * 1e3:.1f} ms (median of {repeats} runs x {steps - 2} steps)")
+    print(f"SENT, recording off: {med['off'] * 1e3:.1f} ms   ratio {med['off'] / med['stock']:.3f} (goal <= 1.05)")
+    print(f"SENT, recording on:  {med['on'] * 1e3:.1f} ms   ratio {med['on'] / med['stock']:.3f} (goal <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
