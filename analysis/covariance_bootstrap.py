@@ -237,59 +237,68 @@ def bootstrap_step(
 
     ks = np.maximum(1, np.floor(np.outer(nw, top_k_ratios))).astype(np.int64)  # (R, n_ratios)
     cand_min = _candidates(pos_resp, pos_x, lo, int(ks.max()))
-    cand = np.concatenate([cand_min, band])
-    wc_np = np.concatenate([c[:, pos_resp[cand_min]], w_band_in], axis=1)  # (R, Tc) copies in T_low
-    present = wc_np > 0
-    v = torch.from_numpy(adev[:, pos_resp[cand]] * (pos_x[cand][None, :] - lbar[:, None])).float()
-    v = v.masked_fill(~torch.from_numpy(present), float("-inf"))
-    wc = torch.from_numpy(wc_np).float()
+    resp_c = torch.from_numpy(pos_resp[np.concatenate([cand_min, band])])
+    x_c = torch.from_numpy(pos_x[np.concatenate([cand_min, band])]).float()
+    wc = torch.cat([torch.from_numpy(c).float()[:, resp_c[: len(cand_min)]], torch.from_numpy(w_band_in).float()], 1)
+    present = wc > 0  # (R, Tc) candidate token in the replicate's T_low
+    v = torch.from_numpy(adev).float()[:, resp_c] * (x_c[None, :] - torch.from_numpy(lbar).float()[:, None])
+    v.masked_fill_(~present, float("-inf"))  # (R, Tc) Cov_t, -inf outside T_low
 
     prev = ema_state or {}
     ema_cov = cov_batch if "cov" not in prev else ema * prev["cov"] + (1 - ema) * cov_batch
     taus = np.zeros((c.shape[0], len(top_k_ratios)))
+    common = {
+        "n_responses": len(a.reward),
+        "n_tokens": len(a.entropy),
+        "n_low": int(nw[0]),
+        "cov_batch": cov_batch[0],
+        "cov_batch_cv": _cv(cov_batch[1:]),
+        "token_cv_median_low": float(np.nanmedian(token_cv)) if token_cv.size else np.nan,
+        "token_cv_share_gt30_low": float(np.mean(token_cv > CV_FLAG)) if token_cv.size else np.nan,
+        "cov_batch_ema": ema_cov[0],
+        "cov_batch_ema_cv": _cv(ema_cov[1:]),
+    }
     rows = []
     for j, ratio in enumerate(top_k_ratios):
-        k = torch.from_numpy(ks[:, j])
-        vals, idx = torch.topk(v, int(min(k.max(), v.shape[1])), dim=1)  # (R, kk), descending
-        wt = wc.gather(1, idx)
-        take = ((torch.cumsum(wt, 1) - wt) < k[:, None]) & (wt > 0)  # at least one copy inside top-k
-        sel = torch.zeros_like(v, dtype=torch.bool).scatter_(1, idx, take)  # (R, Tc)
-        taus[:, j] = torch.where(take, vals, float("inf")).min(1).values.numpy()
-        tau_ema = taus[:, j] if "tau" not in prev else ema * prev["tau"][:, j] + (1 - ema) * taus[:, j]
-        sel_ema = v >= torch.from_numpy(tau_ema).float()[:, None]
-        ref_idx = idx[0][take[0]][:rank_cap]  # full-sample top tokens, best first
-        spear, kend = _rank_agreement(v[1:, ref_idx], torch.from_numpy(present[1:])[:, ref_idx], v[0, ref_idx])
-        vs = v[1:][:, sel[0]].double().numpy()
-        vs[~np.isfinite(vs)] = np.nan
-        rows.append(
-            {
-                "top_k_ratio": ratio,
-                "n_responses": len(a.reward),
-                "n_tokens": len(a.entropy),
-                "n_low": int(nw[0]),
-                "k": int(ks[0, j]),
-                "cov_batch": cov_batch[0],
-                "cov_batch_cv": _cv(cov_batch[1:]),
-                "tau": taus[0, j],
-                "tau_cv": _cv(taus[1:, j]),
-                "token_cv_median_low": float(np.nanmedian(token_cv)) if token_cv.size else np.nan,
-                "token_cv_share_gt30_low": float(np.mean(token_cv > CV_FLAG)) if token_cv.size else np.nan,
-                "token_cv_median_selected": float(np.nanmedian(_cv(vs))) if vs.size else np.nan,
-                **_jaccards(sel, torch.from_numpy(present), "jaccard"),
-                "spearman_mean": float(np.nanmean(spear)) if np.isfinite(spear).any() else np.nan,
-                "kendall_mean": float(np.nanmean(kend)) if np.isfinite(kend).any() else np.nan,
-                "cov_batch_ema": ema_cov[0],
-                "cov_batch_ema_cv": _cv(ema_cov[1:]),
-                "tau_ema": tau_ema[0],
-                "tau_ema_cv": _cv(tau_ema[1:]),
-                **_jaccards(sel_ema, torch.from_numpy(present), "jaccard_ema"),
-            }
-        )
-        taus[:, j] = tau_ema
-    for row in rows:
+        prev_tau = prev["tau"][:, j] if "tau" in prev else None
+        stats, taus[:, j] = _selection_stats(v, wc, present, torch.from_numpy(ks[:, j]), prev_tau, ema, rank_cap)
+        row = {"top_k_ratio": ratio, "k": int(ks[0, j]), **common, **stats}
         cvs = [row["cov_batch_cv"], row["tau_cv"], row["token_cv_median_selected"]]
         row["flag_cv_gt30"] = bool(np.nanmax(np.abs(cvs)) > CV_FLAG) if np.isfinite(cvs).any() else False
+        rows.append(row)
     return rows, {"cov": ema_cov, "tau": taus}
+
+
+def _selection_stats(v, wc, present, k, prev_tau, ema, rank_cap) -> tuple[dict, np.ndarray]:
+    """Top-k selection of every replicate (row 0 = full sample) and its stability; returns (stats, EMA τ)."""
+    vals, idx = torch.topk(v, int(min(k.max(), v.shape[1])), dim=1)  # (R, kk), descending
+    wt = wc.gather(1, idx)
+    take = ((torch.cumsum(wt, 1) - wt) < k[:, None]) & (wt > 0)  # at least one copy inside the top k
+    tau = torch.where(take, vals, float("inf")).min(1).values.double().numpy()  # (R,) k-th largest Cov_t
+    tau_ema = tau if prev_tau is None else ema * prev_tau + (1 - ema) * tau
+    ref_idx = idx[0][take[0]]  # full-sample selection, best first
+    spear, kend = _rank_agreement(v[1:, ref_idx[:rank_cap]], present[1:, ref_idx[:rank_cap]], v[0, ref_idx[:rank_cap]])
+    vs = v[1:, ref_idx].double().numpy()
+    vs[~np.isfinite(vs)] = np.nan
+    # selections as compact (R, n_selected_anywhere) masks: only columns some replicate selects
+    cols = torch.unique(idx[take])
+    colpos = torch.full((v.shape[1],), -1, dtype=torch.long)
+    colpos[cols] = torch.arange(len(cols))
+    sel = torch.zeros(v.shape[0], len(cols)).scatter_add_(1, colpos[idx].clamp(min=0), take.float()) > 0
+    sel_ema_full = v >= torch.from_numpy(tau_ema).float()[:, None]  # (R, Tc)
+    cols_e = sel_ema_full.any(0).nonzero().squeeze(1)
+    stats = {
+        "tau": tau[0],
+        "tau_cv": _cv(tau[1:]),
+        "token_cv_median_selected": float(np.nanmedian(_cv(vs))) if vs.size else np.nan,
+        **_jaccards(sel, present[:, cols], "jaccard"),
+        "spearman_mean": float(np.nanmean(spear)) if np.isfinite(spear).any() else np.nan,
+        "kendall_mean": float(np.nanmean(kend)) if np.isfinite(kend).any() else np.nan,
+        "tau_ema": tau_ema[0],
+        "tau_ema_cv": _cv(tau_ema[1:]),
+        **_jaccards(sel_ema_full[:, cols_e], present[:, cols_e], "jaccard_ema"),
+    }
+    return stats, tau_ema
 
 
 def _jaccards(sel: torch.Tensor, present: torch.Tensor, prefix: str) -> dict:
