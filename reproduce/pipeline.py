@@ -22,7 +22,7 @@ import yaml
 
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("base", "se", "curriculum", "train", "eval", "notebooks", "analysis", "summary")
+STEPS = ("base", "se", "curriculum", "train", "eval", "analysis", "notebooks", "summary")
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _fmt(value, ctx: dict):
 def _flags(options: dict) -> list[str]:
     out: list[str] = []
     for key, val in options.items():
-        out += [f"--{key}", str(val)]
+        out += [f"--{key}"] if val == "" else [f"--{key}", str(val)]  # "" = a bare switch
     return out
 
 
@@ -60,7 +60,8 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list
     def log(name: str) -> Path:
         return log_dir / f"{name}.log"
 
-    jobs["base"] = [Job("base", ["sent", *p["base"]["argv"]], root / p["base"]["done"], log("base"))]
+    if p.get("base"):  # paper profiles start from a hub model: no base step
+        jobs["base"] = [Job("base", ["sent", *p["base"]["argv"]], root / p["base"]["done"], log("base"))]
     for domain, opts in p["semantic_entropy"].items():
         argv = ["sent", "semantic-entropy", "--model", p["model"], "--root", str(root), "--domain", domain, *_flags(opts)]
         jobs["se"].append(Job(f"se-{domain}", argv, root / "se" / f"{domain}.parquet", log(f"se-{domain}")))
@@ -72,18 +73,11 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list
     runs = p["runs"]
     for seed in range(seeds):
         for run, opts in runs.items():
-            opts = dict(opts)
-            recipe = opts.pop("recipe", p["train_recipe"])
-            curriculum = opts.pop("curriculum", None)
-            domain = opts.pop("domain", "math")
+            recipe = resolve_recipe(p, run, opts, root, seed)
+            path = root / "recipes" / f"{run}-seed{seed}.yaml"
+            write_if_changed(path, yaml.safe_dump(recipe, sort_keys=True))
             run_dir = root / "runs" / run / f"seed{seed}"
-            argv = ["sent", "train", "--config", recipe, "--model_name_or_path", p["model"],
-                    "--run_name", run, "--output_dir", str(run_dir), "--seed", str(seed), "--domain", domain]
-            if curriculum:
-                argv += ["--curriculum_dir", str(root / "curriculum" / curriculum)]
-            else:
-                argv += ["--train_se_table", str(root / "se" / f"{domain}.parquet")]
-            argv += _flags(opts)
+            argv = ["sent", "train", "--config", str(path)]
             jobs["train"].append(Job(f"train-{run}-s{seed}", argv, run_dir / "DONE", log(f"train-{run}-s{seed}")))
     ev = p["eval"]
     eval_targets = [("base", p["model"], root / "eval" / "base", "math")]
@@ -92,7 +86,7 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list
             run_dir = root / "runs" / run / f"seed{seed}"
             eval_targets.append((f"{run}-s{seed}", str(run_dir / "final"), run_dir / "eval", opts.get("domain", "math")))
     for name, model, out, domain in eval_targets:
-        suites = ev["suites"] if domain == "math" else ev["suites_by_domain"][domain]
+        suites = ev["suites_by_domain"].get(domain, ev["suites"])
         argv = ["sent", "eval", "--model", model, "--out", str(out), "--suites", ",".join(suites), *_flags(ev["options"])]
         jobs["eval"].append(Job(f"eval-{name}", argv, out / "summary.json", log(f"eval-{name}")))
     out_dir = REPO / "reproduce" / "out" / p["profile"]
@@ -104,6 +98,36 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list
     for name, argv in p.get("analysis", {}).items():
         jobs["analysis"].append(Job(f"analysis-{name}", ["sent", "analyze", *argv], None, log(f"analysis-{name}")))
     return jobs
+
+
+def resolve_recipe(p: dict, run: str, opts: dict, root: Path, seed: int) -> dict:
+    """One run's full recipe: the method's recipe file, the profile's shared overrides, then the run's own.
+
+    A value of null removes the key. Curriculum runs make one pass over the stages (num_train_epochs 1, the
+    stages already repeat ``epochs_per_stage`` times); other runs train ``max_steps`` on the shuffled SE table, so
+    every run sees each prompt the same number of times.
+    """
+    opts = dict(opts)
+    recipe_path = REPO / opts.pop("recipe", p["train_recipe"])
+    recipe = yaml.safe_load(recipe_path.read_text())
+    curriculum = opts.pop("curriculum", None)
+    domain = opts.pop("domain", "math")
+    recipe.update(p.get("train_overrides", {}))
+    recipe.update({"model_name_or_path": p["model"], "root": str(root), "run": run, "seed": seed})
+    if curriculum:
+        recipe.update({"train_data": "curriculum", "curriculum_dir": str(root / "curriculum" / curriculum),
+                       "max_steps": -1, "num_train_epochs": 1})
+    else:
+        recipe.update({"train_data": str(root / "se" / f"{domain}.parquet"), "curriculum_dir": None,
+                       "max_steps": p["steps_without_curriculum"]})
+    recipe.update(opts)
+    return {k: v for k, v in recipe.items() if v is not None}
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def run_job(job: Job, dry: bool) -> tuple[Job, str, float]:

@@ -61,7 +61,8 @@ ABLATIONS: dict[str, tuple[tuple[str, str], ...]] = {
         ("abl_lowkl_highcov_nocurr", "low + high-cov KL, no curriculum"),
         ("sent", "full SENT"),
     ),
-    "stages": (("abl_stages_1", "1 stage"), ("sent", "2 stages"), ("abl_stages_3", "3 stages")),
+    # One stage is the no-curriculum run: a single shuffled stage is exactly that configuration.
+    "stages": (("abl_lowkl_highcov_nocurr", "1 stage (no curriculum)"), ("sent", "2 stages"), ("abl_stages_3", "3 stages")),
     "low_entropy_ratio": (("abl_ratio_0.7", "ratio 0.7"), ("sent", "ratio 0.8"), ("abl_ratio_0.9", "ratio 0.9")),
     "token_filter": (("sent", "all tokens"), ("sent_content", "content tokens only")),
 }
@@ -105,7 +106,7 @@ def seeds_note(n_seeds: int) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 #: Step names of ``reproduce/run_all.sh --only <step>``.
-STEPS = {"se": "se", "curriculum": "curriculum", "train": "train", "eval": "eval", "base": "toy-base"}
+STEPS = {"se": "se", "curriculum": "curriculum", "train": "train", "eval": "eval", "base": "base"}
 
 
 def artifact_command(profile: str, step: str) -> str:

@@ -175,5 +175,9 @@ def _train(script, config, model_args, dataset, out: Path) -> int:
     if trainer.accelerator.is_main_process:
         trainer.save_model(str(out / "final"))
         tokenizer.save_pretrained(out / "final")
+        # The toy model's prompt format travels with it, so `sent eval --template auto` reads the same template.
+        prompt_file = Path(model_args.model_name_or_path) / "sent_prompt.json"
+        if prompt_file.exists():
+            atomic_write_text(out / "final" / "sent_prompt.json", prompt_file.read_text())
         atomic_write_text(out / "DONE", f"step {trainer.state.global_step}\n")
     return 0
