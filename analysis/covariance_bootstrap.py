@@ -128,6 +128,11 @@ def _cv(x: np.ndarray, axis: int = 0) -> np.ndarray:
         return np.nanstd(x, axis=axis, ddof=1) / np.abs(np.nanmean(x, axis=axis))
 
 
+def _nanmedian(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else float("nan")
+
+
 def _low_sets(a: StepArrays, c: np.ndarray, low_entropy_ratio: float, n_bins: int = 256):
     """Exact low-entropy prefix per replicate, returned as per-response sums and band bookkeeping."""
     T, N = len(a.entropy), len(a.reward)
@@ -253,7 +258,7 @@ def bootstrap_step(
         "n_low": int(nw[0]),
         "cov_batch": cov_batch[0],
         "cov_batch_cv": _cv(cov_batch[1:]),
-        "token_cv_median_low": float(np.nanmedian(token_cv)) if token_cv.size else np.nan,
+        "token_cv_median_low": _nanmedian(token_cv),
         "token_cv_share_gt30_low": float(np.mean(token_cv > CV_FLAG)) if token_cv.size else np.nan,
         "cov_batch_ema": ema_cov[0],
         "cov_batch_ema_cv": _cv(ema_cov[1:]),
@@ -290,7 +295,7 @@ def _selection_stats(v, wc, present, k, prev_tau, ema, rank_cap) -> tuple[dict, 
     stats = {
         "tau": tau[0],
         "tau_cv": _cv(tau[1:]),
-        "token_cv_median_selected": float(np.nanmedian(_cv(vs))) if vs.size else np.nan,
+        "token_cv_median_selected": _nanmedian(_cv(vs)),
         **_jaccards(sel, present[:, cols], "jaccard"),
         "spearman_mean": float(np.nanmean(spear)) if np.isfinite(spear).any() else np.nan,
         "kendall_mean": float(np.nanmean(kend)) if np.isfinite(kend).any() else np.nan,
