@@ -472,7 +472,9 @@ def plot_bootstrap(res: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     axes[0].plot(g0["step"], g0["cov_batch_cv"], color="k", marker="x", label="batch Cov CV")
     axes[0].plot(g0["step"], g0["cov_batch_ema_cv"], color="k", ls=":", label="batch Cov CV EMA")
     axes[0].axhline(CV_FLAG, color="r", lw=0.8, label="30 % flag")
-    axes[0].set(xlabel="step", ylabel="coefficient of variation", yscale="symlog")
+    axes[0].set(xlabel="step", ylabel="coefficient of variation (symlog)")
+    axes[0].set_yscale("symlog", linthresh=0.1)
+    axes[0].set_ylim(bottom=0)
     axes[1].set(xlabel="step", ylabel="Jaccard of high-cov set", ylim=(0, 1.02))
     axes[2].set(xlabel="step", ylabel="rank agreement of top-k", ylim=(-1.02, 1.02))
     for ax in axes:
