@@ -15,9 +15,10 @@ Clustering ("math"): two answers are equivalent iff math-verify accepts them in 
    ``\\frac{3}{4}``, ``\\dfrac34``), else its normalised string (``$``, ``\\left``/``\\right``, spaces removed,
    ``\\dfrac``/``\\tfrac`` -> ``\\frac``). Answers with the same key are equivalent without calling math-verify;
 2. each distinct non-numeric string is parsed ONCE (``lru_cache`` per process) and the parsed objects are compared;
-3. math-verify is only called across *different* keys, and never between two exact rationals (two different exact
-   rationals are never math-verify-equal; a decimal such as ``0.3333333`` still goes through math-verify, which
-   matches it to ``1/3`` with its 6-digit float rounding).
+3. math-verify is only called across *different* keys, and not when the pair surely differs (two different exact
+   rationals, two numbers more than ~1e-5 apart, a number vs ``x^2+1`` or vs an interval; see
+   :func:`_surely_different`). A decimal such as ``0.3333333`` still goes through math-verify, which matches it to
+   ``1/3``.
 
 Greedy clustering as in Farquhar et al. (Nature 2024, ``get_semantic_ids``): each answer is compared to the FIRST
 member of every existing cluster in order and joins the first match, else it opens a new cluster. Equivalence that is
@@ -26,7 +27,9 @@ not transitive is therefore resolved by order of appearance.
 Unparsable answers: a completion without ``\\boxed{}`` (answer ``None``) or with an empty box is its own singleton
 cluster. A non-empty answer math-verify cannot parse, an answer longer than :data:`MAX_ANSWER_CHARS`, or a plain word
 (``blah``, ``yes``: math-verify would read it as a product of symbols, so ``blah == halb``) is matched by its
-normalised string only. All of these count in ``n_unparsable``.
+normalised string only, and so is an answer whose parse would build an astronomically large integer
+(``10^{10^{10}}``, ``12345!``: sympy computes those in C where no timeout can stop it). All of these count in
+``n_unparsable``.
 
 Timeouts: math-verify bounds ``parse``/``verify`` with ``signal.alarm``, which only works in a process's main thread.
 :func:`score_dataset` runs its workers in separate processes (each in its own main thread). When called from a
@@ -121,6 +124,9 @@ _NUM_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
 _SLASH_RE = re.compile(r"^([+-]?)(\d+)/(\d+)$")
 _FRAC_RE = re.compile(r"^([+-]?)\\frac(?:\{([+-]?\d+)\}|(\d))(?:\{([+-]?\d+)\}|(\d))$")
 _WORD_RE = re.compile(r"^[a-z]{2,}$", re.IGNORECASE)
+# Inputs whose parse builds astronomically large integers (10^{10^{10}}, 9^{9^9}, 12345!): sympy computes them in C,
+# where neither math-verify's signal.alarm nor anything else can interrupt it, so they are never parsed.
+_COSTLY_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?[\w.]+\)?\s*\^|\^\s*\{?\s*\d{6,}|\d{4,}\s*!|[)}\]]\s*!|\*\*|\\uparrow")
 
 
 def _rational(s: str) -> tuple[Fraction, bool] | None:
@@ -152,6 +158,7 @@ class Canonical:
     raw: str
     exact_rational: bool = False
     parsable: bool = True
+    compact: str = ""
 
 
 def canonicalize(answer: str | None) -> Canonical | None:
@@ -168,8 +175,8 @@ def canonicalize(answer: str | None) -> Canonical | None:
         return None
     value = _rational(compact)
     if value is not None:
-        return Canonical(("q", value[0]), raw, exact_rational=value[1])
-    return Canonical(("s", compact), raw, parsable=not _WORD_RE.match(compact))
+        return Canonical(("q", value[0]), raw, exact_rational=value[1], compact=compact)
+    return Canonical(("s", compact), raw, parsable=not (_WORD_RE.match(compact) or _COSTLY_RE.search(compact)))
 
 
 # ------------------------------------------------------------------------------------------------- math-verify glue
@@ -191,8 +198,24 @@ def _parse_cached(raw: str, timeout_s: int | None) -> tuple:
     return result if any(not isinstance(x, str) for x in result) else ()
 
 
+@lru_cache(maxsize=65536)
+def _number_expr(compact: str, value: Fraction, exact: bool) -> tuple:
+    """The sympy number math-verify's parser would give for a plain number, built directly (~100x cheaper)."""
+    import sympy
+
+    if not exact:
+        return sympy.Float(compact.lstrip("+"), 15), compact
+    return (sympy.Integer(value.numerator) if value.denominator == 1 else sympy.Rational(value.numerator,
+                                                                                         value.denominator)), compact
+
+
 def parsed(c: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> tuple:
-    """math-verify parse of ``c.raw`` (cached per distinct string and process); ``()`` when no expression parses."""
+    """math-verify parse of ``c.raw`` (cached per distinct string and process); ``()`` when no expression parses.
+
+    Plain numbers skip the parser: an Integer/Rational, or a 15-digit Float for decimals, as math-verify produces.
+    """
+    if c.key[0] == "q":
+        return _number_expr(c.compact, c.key[1], c.exact_rational)
     if not c.parsable:
         return ()
     return _parse_cached(c.raw, timeout_s if _timeouts_allowed() else None)
@@ -208,11 +231,77 @@ def _verify(gold: tuple, pred: tuple, timeout_s: int | None) -> bool:
         return False
 
 
+def _complex(x) -> complex | None:
+    try:
+        v = complex(x.evalf(15))
+    except (TypeError, ValueError, OverflowError, ArithmeticError, AttributeError):
+        return None
+    return v if math.isfinite(v.real) and math.isfinite(v.imag) else None
+
+
+@lru_cache(maxsize=65536)
+def _parsed_kind(raw: str, timeout_s: int | None) -> tuple[str, tuple[complex, ...]]:
+    """What math-verify parsed ``raw`` into, for :func:`_surely_different`.
+
+    ``("num", values)``: plain finite numbers; a percentage ``N\\%`` counts as both N and N/100 (math-verify equates
+    ``9\\%`` with ``9`` and with ``0.09``). ``("sym", ())``: algebraic expressions with free symbols.
+    ``("set", ())``: intervals and sets/tuples of >= 2 elements. ``("other", ())``: anything else.
+    """
+    import sympy
+
+    exprs = [x for x in _parse_cached(raw, timeout_s) if not isinstance(x, str)]
+    if exprs and all(isinstance(x, sympy.Interval) or (isinstance(x, (sympy.FiniteSet, sympy.Tuple)) and len(x) >= 2)
+                     for x in exprs):
+        return "set", ()
+    if not exprs or any(not isinstance(x, sympy.Expr) for x in exprs):
+        return "other", ()
+    if all(x.free_symbols and not isinstance(x, sympy.Symbol) for x in exprs):
+        return "sym", ()
+    values: list[complex] = []
+    for x in exprs:
+        pct = x.has(sympy.UnevaluatedExpr)  # latex2sympy writes N% as N * UnevaluatedExpr(1/100)
+        v = _complex(x.doit() if pct else x) if x.is_number or pct else None
+        if v is None:
+            return "other", ()
+        values += [v, 100 * v] if pct else [v]
+    return "num", tuple(values)
+
+
+def _kind(c: Canonical, timeout_s: int | None) -> tuple[str, tuple[complex, ...]]:
+    if c.key[0] == "q":
+        try:
+            return "num", (complex(float(c.key[1])),)
+        except OverflowError:
+            return "other", ()
+    if not c.parsable:
+        return "other", ()
+    return _parsed_kind(c.raw, timeout_s if _timeouts_allowed() else None)
+
+
+def _surely_different(a: Canonical, b: Canonical, timeout_s: int | None) -> bool:
+    """True when math-verify cannot equate ``a`` and ``b``; lets us skip most ``verify`` calls (tens of ms each).
+
+    * two exact rationals with different values;
+    * two plain numbers more than 1e-5 apart (plus a relative slack for 15-digit evaluation): math-verify equates
+      numbers only symbolically or, when one is a float, after rounding to ``float_rounding=6`` decimals;
+    * a plain number and an interval or a set/tuple of >= 2 elements (math-verify compares ``{n}`` with the set);
+    * a plain number and an algebraic expression with free symbols (``x^2+1``). Here math-verify would run sympy
+      ``simplify(a - b)``, which only succeeds for an identically constant expression such as ``\\sin^2x+\\cos^2x``;
+      we accept that (rare) difference.
+    """
+    if a.exact_rational and b.exact_rational:
+        return True
+    (ka, va), (kb, vb) = _kind(a, timeout_s), _kind(b, timeout_s)
+    if ka == kb == "num":
+        return all(abs(x - y) > 1e-5 + 1e-9 * max(abs(x), abs(y)) for x in va for y in vb)
+    return {ka, kb} in ({"num", "sym"}, {"num", "set"})
+
+
 def matches_gold(gold: Canonical, pred: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> bool:
     """True if ``pred`` is a correct answer for ``gold``: same key, or ``verify(gold, pred)`` (one direction)."""
     if gold.key == pred.key:
         return True
-    if gold.exact_rational and pred.exact_rational:
+    if _surely_different(gold, pred, timeout_s):
         return False
     pg, pp = parsed(gold, timeout_s), parsed(pred, timeout_s)
     return bool(pg and pp) and _verify(pg, pp, timeout_s)
@@ -222,7 +311,7 @@ def math_equivalent(a: Canonical, b: Canonical, timeout_s: int | None = DEFAULT_
     """Semantic equivalence of two math answers: same key, or math-verify in BOTH directions."""
     if a.key == b.key:
         return True
-    if a.exact_rational and b.exact_rational:
+    if _surely_different(a, b, timeout_s):
         return False
     pa, pb = parsed(a, timeout_s), parsed(b, timeout_s)
     return bool(pa and pb) and _verify(pa, pb, timeout_s) and _verify(pb, pa, timeout_s)
@@ -393,6 +482,8 @@ def _run_groups(groups: list[tuple[list, str | None]], equivalence: Equivalence,
     if num_proc <= 1 or len(groups) < 64:
         return [_score_group(a, g, equivalence, timeout_s)
                 for a, g in tqdm(groups, desc="semantic entropy", unit="prompt", mininterval=2)]
+    if equivalence == "math":
+        import math_verify  # noqa: F401  (imported once here, inherited by forked workers)
     size = max(1, min(500, len(groups) // (num_proc * 8)))
     starts = range(0, len(groups), size)
     results: list = [None] * len(starts)

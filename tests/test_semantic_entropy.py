@@ -1,5 +1,6 @@
 import math
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -7,8 +8,10 @@ import pytest
 
 from sent.semantic_entropy import (
     MAX_ANSWER_CHARS,
+    canonicalize,
     cluster_answers,
     extract_answer,
+    math_equivalent,
     normalize_answer,
     score_dataset,
     semantic_entropy,
@@ -40,6 +43,27 @@ def test_math_non_equivalent_and_decimal_rounding():
     assert cluster_answers(["1", "2", "-1", "1/3"]) == [0, 1, 2, 3]
     assert cluster_answers(["1/3", "0.3333333", "0.333"]) == [0, 0, 1]  # math-verify rounds to 6 digits
     assert cluster_answers([r"10\%", "0.1", r"x^{2}+1", "x^2+1"]) == [0, 0, 1, 1]
+
+
+def test_fast_paths_agree_with_math_verify_both_ways():
+    from math_verify import parse, verify
+
+    answers = ["3/4", "0.75", "0.7500001", "0.751", r"\frac{3}{4}", "3", "3.0", r"9\%", "9", "0.09", "0.0900001",
+               r"2\sqrt{3}", r"\sqrt{12}", "3.4641016", "x^2+1", "1+x^{2}", "(1,2)", r"\{1,2\}", r"\{3\}", r"\pi",
+               "3.1415927", "-2", "x=-2"]
+    fast = {(a, b) for i, a in enumerate(answers) for b in answers[i + 1:]
+            if math_equivalent(canonicalize(a), canonicalize(b))}
+    ref = {(a, b) for i, a in enumerate(answers) for b in answers[i + 1:]
+           if verify(parse(f"${a}$"), parse(f"${b}$")) and verify(parse(f"${b}$"), parse(f"${a}$"))}
+    assert fast == ref
+    assert ("3/4", "0.75") in fast and ("0.75", "0.751") not in fast and (r"9\%", "0.09") in fast
+
+
+def test_costly_inputs_are_not_parsed():
+    start = time.perf_counter()
+    ids = cluster_answers([r"10^{10^{10}}", r"9^{9^{9^{9}}}", "12345!", r"10^{10^{10}}", "5"])
+    assert ids == [0, 1, 2, 0, 3] and time.perf_counter() - start < 10  # parsing them would take minutes
+    assert not canonicalize(r"9^{9^{9^{9}}}").parsable
 
 
 def test_none_and_garbage_never_crash():
