@@ -1,6 +1,6 @@
 """``sent curriculum``: sort an SE table by semantic entropy and split it into curriculum stages.
 
-    sent curriculum --se artifacts/toy/se/math.parquet --out artifacts/toy/curriculum/equal2 --n-stages 2 \\
+    sent curriculum --se artifacts/cpu/se/math.parquet --out artifacts/cpu/curriculum/equal2 --n-stages 2 \\
         --method equal --seed 0 [--thresholds 0 2] [--quantiles 0.5]
 
 Without ``--se``/``--out`` the paths default to ``<root>/se/<domain>.parquet`` and ``<root>/curriculum/<name>``.
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sent curriculum", description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default="artifacts", help="artifact root (default: artifacts)")
+    p.add_argument("--root", default="artifacts/cpu", help="artifact root (default: artifacts/cpu)")
     p.add_argument("--domain", default="math", help="SE table name under <root>/se/ (default: math)")
     p.add_argument("--se", default=None, help="SE table parquet (default: <root>/se/<domain>.parquet)")
     p.add_argument("--out", default=None, help="output folder (default: <root>/curriculum/<name>)")
