@@ -96,7 +96,7 @@ def training_comparison(root: str | Path, runs: tuple[str, ...] = ("xd_grpo", "x
         seeds = sorted((root / "runs" / run).glob("seed*"))
         if not seeds:
             notes.append(f"{run}: no {root}/runs/{run}/seed*/ (make it with "
-                         f"`sent train --config reproduce/recipes/<profile>/{run}.yaml --root {root}`, then `sent eval`)")
+                         f"`bash reproduce/run_all.sh --profile <profile> --only train eval`)")
         for s in seeds:
             folders[f"{run}/{s.name}"] = s
     curves, passk, more = compare_runs(folders) if folders else (pd.DataFrame(columns=["run", "step", "key", "value"]),
