@@ -90,6 +90,7 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list
         argv = ["sent", "eval", "--model", model, "--out", str(out), "--suites", ",".join(suites), *_flags(ev["options"])]
         jobs["eval"].append(Job(f"eval-{name}", argv, out / "summary.json", log(f"eval-{name}")))
     out_dir = REPO / "reproduce" / "out" / p["profile"]
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     for nb in p["notebooks"]:
         nb_out = out_dir / "notebooks" / nb
         argv = [sys.executable, "-m", "papermill", str(REPO / "notebooks" / nb), str(nb_out), "--kernel", "python3",

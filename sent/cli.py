@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(f"sent.commands.{COMMANDS[name][0]}")
-    return int(module.main(rest) or 0)
+    from sent.io import MissingArtifactError
+
+    try:
+        return int(module.main(rest) or 0)
+    except MissingArtifactError as err:  # the message names the command that makes the artifact
+        print(f"sent {name}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

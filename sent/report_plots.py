@@ -65,7 +65,9 @@ def plot_curves(metrics: pd.DataFrame, key: str, ylabel: str, runs: Sequence[str
 def table_figure(table: pd.DataFrame, title: str, max_col_chars: int = 16):
     """Render a display table (e.g. :func:`sent.report.comparison_table`) as a figure for PNG/PDF."""
     flat = table.reset_index()
-    cells = flat.astype(str).map(lambda s: s if len(s) <= max_col_chars else s[: max_col_chars - 1] + "…")
+    # pandas 3 keeps NaN as a float under astype(str): render missing cells as empty text first.
+    text = flat.map(lambda v: v if isinstance(v, str) else ("" if pd.isna(v) else str(v)))
+    cells = text.map(lambda s: s if len(s) <= max_col_chars else s[: max_col_chars - 1] + "…")
     n_rows, n_cols = cells.shape
     fig, ax = plt.subplots(figsize=(max(6, 1.05 * n_cols), 0.6 + 0.28 * (n_rows + 1)))
     ax.axis("off")
