@@ -170,7 +170,7 @@ def summarize(root: Path, profile: str, timings: dict) -> str:
     tables = sorted(p.relative_to(REPO).as_posix() for p in (out_dir / "tables").glob("*")) if out_dir.exists() else []
     lines = [f"[run_all] profile {profile}: artifacts in {root}", f"[run_all] {len(figures)} figures, {len(tables)} tables in {out_dir}"]
     lines += [f"    {f}" for f in figures + tables]
-    lines += [f"[run_all] step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
+    lines += ["[run_all] step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
     summary = {"profile": profile, "root": str(root), "figures": figures, "tables": tables, "step_seconds": timings}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
