@@ -90,9 +90,9 @@ def build_tokenizer(n_samples: int = 3000, seed: int = 0):
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class ToyModelConfig:
-    """Size of the tiny Llama (defaults: 4 layers, d=160 -> about 1.3M parameters with tied embeddings)."""
+    """Size of the tiny Llama (defaults: 4 layers, d=128 -> about 0.9M parameters with tied embeddings)."""
 
-    hidden_size: int = 160
+    hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 512
@@ -194,12 +194,12 @@ def sample_with_entropy(model, tokenizer, prompts: list[str], *, max_new_tokens:
     out = []
     for start in range(0, len(prompts), batch_size):
         enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False)
+                        add_special_tokens=False).to(model.device)
         gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
                              max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        new = gen.sequences[:, enc["input_ids"].shape[1] :]  # (B, L)
-        logits = torch.stack(gen.logits, dim=1).float() / temperature  # (B, L, V)
+        new = gen.sequences[:, enc["input_ids"].shape[1] :].cpu()  # (B, L)
+        logits = torch.stack(gen.logits, dim=1).float().cpu() / temperature  # (B, L, V)
         logp = torch.log_softmax(logits, dim=-1)
         ent = -(logp.exp() * logp).sum(-1)  # (B, L)
         for i in range(new.shape[0]):
@@ -272,19 +272,27 @@ class SFTSettings:
     Stop rule: every ``eval_every`` steps after ``min_steps``, sample one answer per held-out row
     at T=1; stop once pass@1 >= ``target_pass_at_1`` (the base must stay imperfect and diverse so
     RL has headroom), or at ``max_steps`` / ``max_minutes``.
+
+    Tuning (d=128, batch 64, lr 3e-3 constant; measured on a GPU for speed, the curve in steps is
+    the same on CPU): held-out pass@1 at T=1 / mean token entropy were 0.08 / 0.80 at step 700,
+    0.13 / 0.65 at 1000, 0.24 / 0.50 at 1400, 0.27 / 0.47 at 1600 and 0.29 / 0.47 at 2000
+    (math 0.37-0.44, relations 0.17-0.20). Cosine decay over 1000 steps, lr 5e-3, width 160/192,
+    6 layers, batch 32 and smaller operands were all no better at 1000 steps.
     """
 
-    max_steps: int = 1500
-    max_minutes: float = 4.0
+    max_steps: int = 1600
+    max_minutes: float = 4.5
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 100
+    schedule: str = "constant"  # "cosine": decay to min_lr_ratio * lr at max_steps (no gain at 1000 steps)
+    min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     math_ratio: float = 0.7
-    min_steps: int = 200
-    eval_every: int = 50
+    min_steps: int = 800
+    eval_every: int = 100
     eval_rows_per_domain: int = 48
-    target_pass_at_1: float = 0.4
+    target_pass_at_1: float = 0.3
     report_rows_per_domain: int = 128
     report_samples: int = 2
 
@@ -293,8 +301,35 @@ class SFTSettings:
                      "report_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if not 0.0 < self.target_pass_at_1 <= 1.0:
             raise ValueError(f"target_pass_at_1 must be in (0, 1], got {self.target_pass_at_1}")
+
+
+def lr_factor(step: int, settings: SFTSettings) -> float:
+    """Learning-rate multiplier: linear warmup, then cosine decay to ``min_lr_ratio`` (or constant)."""
+    if step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    if settings.schedule == "constant":
+        return 1.0
+    span = max(1, settings.max_steps - settings.warmup_steps)
+    progress = min(1.0, (step - settings.warmup_steps) / span)
+    return settings.min_lr_ratio + (1 - settings.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _length_bucketed_batches(tokenizer, settings: SFTSettings, rng: random.Random, n_batches: int = 8):
+    """Draw ``n_batches`` batches at once, group rows of similar length, shuffle the batch order.
+
+    Levels differ 3x in length, so random batches are half padding; bucketing halves the cost of
+    a step without changing which rows are seen.
+    """
+    rows = draw_rows(settings.batch_size * n_batches, rng, settings.math_ratio)
+    lengths = [len(split_pieces(r["problem"] + " " + r["solution"])) for r in rows]
+    rows = [rows[i] for i in sorted(range(len(rows)), key=lengths.__getitem__)]
+    batches = [rows[i : i + settings.batch_size] for i in range(0, len(rows), settings.batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def sft_train(model, tokenizer, settings: SFTSettings, seed: int = 0) -> dict:
@@ -307,13 +342,15 @@ def sft_train(model, tokenizer, settings: SFTSettings, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.98),
                             weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, settings))
     eval_rows = held_out_rows(settings.eval_rows_per_domain, seed=1000 + seed)
-    history, stop_reason, t0 = [], "max_steps", time.monotonic()
+    history, stop_reason, t0, queue = [], "max_steps", time.monotonic(), []
     model.train()
     bar = tqdm(range(1, settings.max_steps + 1), desc="toy-base SFT", mininterval=5)
     for step in bar:
-        batch = sft_batch(tokenizer, draw_rows(settings.batch_size, rng, settings.math_ratio))
+        if not queue:
+            queue = _length_bucketed_batches(tokenizer, settings, rng)
+        batch = {k: v.to(model.device) for k, v in sft_batch(tokenizer, queue.pop()).items()}
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -327,7 +364,9 @@ def sft_train(model, tokenizer, settings: SFTSettings, seed: int = 0) -> dict:
         if step >= settings.min_steps and step % settings.eval_every == 0:
             ev = evaluate(model, tokenizer, eval_rows, seed=step)
             history.append({"step": step, "loss": loss.item(), "pass@1": ev["pass@1"],
-                            "entropy": ev["mean_token_entropy"], "seconds": time.monotonic() - t0})
+                            "pass@1_by_domain": ev["pass@1_by_domain"], "entropy": ev["mean_token_entropy"],
+                            "low_share_function_words": ev["low_share_function_words"],
+                            "seconds": time.monotonic() - t0})
             logger.info("SFT step %d: loss %.3f, held-out pass@1 %.3f, token entropy %.3f", step, loss.item(),
                         ev["pass@1"], ev["mean_token_entropy"])
             if ev["pass@1"] >= settings.target_pass_at_1:
