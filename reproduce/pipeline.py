@@ -51,7 +51,7 @@ def _flags(options: dict) -> list[str]:
     return out
 
 
-def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list[Job]]:
+def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path) -> dict[str, list[Job]]:
     """Expand a profile into jobs per step."""
     ctx = {"root": str(root), "profile": profile["profile"], "repo": str(REPO)}
     p = _fmt(profile, ctx)
@@ -89,7 +89,6 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path) -> dict[str, list
         suites = ev["suites_by_domain"].get(domain, ev["suites"])
         argv = ["sent", "eval", "--model", model, "--out", str(out), "--suites", ",".join(suites), *_flags(ev["options"])]
         jobs["eval"].append(Job(f"eval-{name}", argv, out / "summary.json", log(f"eval-{name}")))
-    out_dir = REPO / "reproduce" / "out" / p["profile"]
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     for nb in p["notebooks"]:
         nb_out = out_dir / "notebooks" / nb
@@ -164,10 +163,9 @@ def run_step(step: str, jobs: list[Job], n_jobs: int, dry: bool) -> list[tuple[s
     return results
 
 
-def summarize(root: Path, profile: str, timings: dict) -> str:
-    out_dir = REPO / "reproduce" / "out" / profile
-    figures = sorted(p.relative_to(REPO).as_posix() for p in (out_dir / "figures").glob("*.png")) if out_dir.exists() else []
-    tables = sorted(p.relative_to(REPO).as_posix() for p in (out_dir / "tables").glob("*")) if out_dir.exists() else []
+def summarize(root: Path, profile: str, timings: dict, out_dir: Path) -> str:
+    figures = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "figures").glob("*.png"))
+    tables = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "tables").glob("*"))
     lines = [f"[run_all] profile {profile}: artifacts in {root}", f"[run_all] {len(figures)} figures, {len(tables)} tables in {out_dir}"]
     lines += [f"    {f}" for f in figures + tables]
     lines += ["[run_all] step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
@@ -184,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
     ap.add_argument("--jobs", type=int, default=None, help="parallel jobs for train/eval (default: the profile's)")
     ap.add_argument("--root", default=None, help="artifact root (default artifacts/<profile>)")
+    ap.add_argument("--out", default=None, help="figures/tables/notebooks folder (default reproduce/out/<profile>)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = ap.parse_args(argv)
 
@@ -196,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = yaml.safe_load(path.read_text())
     root = Path(args.root or REPO / "artifacts" / args.profile).resolve()
     log_dir = root / "logs"
-    jobs = plan(profile, root, args.seeds, log_dir)
+    out_dir = Path(args.out or REPO / "reproduce" / "out" / args.profile).resolve()
+    jobs = plan(profile, root, args.seeds, log_dir, out_dir)
     n_jobs = args.jobs or profile.get("jobs", 1)
     steps = args.only or list(STEPS)
     timings: dict[str, float] = {}
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         run_step(step, jobs[step], parallel, args.dry_run)
         timings[step] = time.time() - t0
     if "summary" in steps and not args.dry_run:
-        print(summarize(root, args.profile, timings), flush=True)
+        print(summarize(root, args.profile, timings, out_dir), flush=True)
     return 0
 
 
