@@ -3,6 +3,9 @@
 Prints the ratio of median step times for SENTTrainer (method=sent) without and with rollout recording vs
 GRPOTrainer (beta > 0, so both compute reference log-probs). Goals: <= 1.05 (off), <= 1.15 (recording on).
 Usage: python benchmarks/bench_step.py [--steps 12]
+       python benchmarks/bench_step.py --device cuda --hidden 1024 --layers 12 --completion-length 256   # GPU
+The model is random (word-level vocabulary of ~30 tokens), so completions run to the length limit: the step time is
+dominated by generation and the forward/backward passes, as in real runs; the LM head is small, unlike a real one.
 """
 
 import argparse
@@ -36,7 +39,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
-    steps, repeats = parser.parse_args().steps, parser.parse_args().repeats
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--completion-length", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64, help="completions per step (8 per prompt)")
+    args = parser.parse_args()
+    steps, repeats = args.steps, args.repeats
     torch.set_num_threads(1)
     from trl import GRPOConfig, GRPOTrainer
 
@@ -45,10 +54,11 @@ def main():
     from tests._tiny import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp())
-    path = build_tiny_model(tmp / "model", hidden=64)
-    kw = dict(use_cpu=True, report_to=[], max_steps=steps, per_device_train_batch_size=64, num_generations=8,
-              max_completion_length=32, logging_steps=1, save_strategy="no", beta=0.001, seed=0,
-              gradient_checkpointing=False, disable_tqdm=True)
+    path = build_tiny_model(tmp / "model", hidden=args.hidden, layers=args.layers)
+    on_gpu = args.device == "cuda"
+    kw = dict(use_cpu=not on_gpu, bf16=on_gpu, report_to=[], max_steps=steps, per_device_train_batch_size=args.batch,
+              num_generations=8, max_completion_length=args.completion_length, logging_steps=1, save_strategy="no",
+              beta=0.001, seed=0, gradient_checkpointing=False, disable_tqdm=True)
     results = {"stock": [], "off": [], "on": []}
     for r in range(repeats):  # interleaved so host-load drift hits all three alike
         results["stock"].append(_step_times(GRPOTrainer, GRPOConfig(output_dir=str(tmp / f"s{r}"), **kw), path))
@@ -57,6 +67,9 @@ def main():
         results["on"].append(_step_times(SENTTrainer, SENTConfig(output_dir=str(tmp / f"r{r}"), method="sent",
                                                                  record_rollouts_every=1, **kw), path))
     med = {k: statistics.median(v) for k, v in results.items()}
+    device = torch.cuda.get_device_name() if on_gpu else "CPU (1 thread)"
+    print(f"device: {device}; model hidden {args.hidden} x {args.layers} layers; {args.batch} completions x "
+          f"{args.completion_length} tokens per step")
     print(f"stock TRL GRPO step: {med['stock'] * 1e3:.1f} ms (median of {repeats} runs x {steps - 2} steps)")
     print(f"SENT, recording off: {med['off'] * 1e3:.1f} ms   ratio {med['off'] / med['stock']:.3f} (goal <= 1.05)")
     print(f"SENT, recording on:  {med['on'] * 1e3:.1f} ms   ratio {med['on'] / med['stock']:.3f} (goal <= 1.15)")
