@@ -48,14 +48,14 @@ PROBLEM_OPS = {
 }
 # Solution phrasing: x = value before the step, v = operand, y = value after it.
 STEP_FORMS = {
-    "add": ("{x} plus {v} is {y}.", "{x} + {v} = {y}.", "{v} plus {x} is {y}.", "adding {v} gives {y}.",
-            "{v} more makes {y}."),
-    "sub": ("{x} minus {v} is {y}.", "{x} - {v} = {y}.", "taking away {v} leaves {y}.", "{v} fewer leaves {y}."),
-    "mul": ("{x} times {v} is {y}.", "{x} * {v} = {y}.", "{v} times {x} is {y}."),
-    "div": ("{x} divided by {v} is {y}.", "{x} / {v} = {y}.", "sharing {x} among {v} gives {y}.",
-            "each gets {x} over {v}: {y}."),
+    # Both operands stay explicit and in the same order in every form: the phrasing varies, the
+    # arithmetic a tiny model must attend to does not (implicit-operand forms halved SFT speed).
+    "add": ("{x} plus {v} is {y}.", "{x} + {v} = {y}.", "{x} and {v} more make {y}."),
+    "sub": ("{x} minus {v} is {y}.", "{x} - {v} = {y}.", "{x} less {v} leaves {y}."),
+    "mul": ("{x} times {v} is {y}.", "{x} * {v} = {y}."),
+    "div": ("{x} divided by {v} is {y}.", "{x} / {v} = {y}.", "sharing {x} among {v} gives {y}."),
 }
-MUL_WORDS = {2: "doubling gives {y}.", 3: "tripling gives {y}."}
+MUL_WORDS = {2: "doubling {x} gives {y}.", 3: "tripling {x} gives {y}."}
 FIRST_OPENERS = ("First,", "To start,", "Step one:", "")
 NEXT_OPENERS = ("Then", "Next,", "After that,", "Now", "")
 RESTATEMENTS = ("{Name} starts with {s} {obj}.", "We begin with {s} {obj}.", "There are {s} {obj} at first.")
