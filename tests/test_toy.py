@@ -112,3 +112,15 @@ def test_bad_profile_and_settings(tmp_path):
         toy.build_toy_base(tmp_path / "x", profile="gpu")
     with pytest.raises(ValueError, match="target_pass_at_1"):
         toy.SFTSettings(target_pass_at_1=0.0)
+
+
+def test_lr_factor_warmup_then_constant_or_cosine():
+    s = toy.SFTSettings(warmup_steps=10, max_steps=110, schedule="constant")
+    assert toy.lr_factor(0, s) == pytest.approx(0.1)  # (0 + 1) / 10
+    assert toy.lr_factor(50, s) == 1.0
+    c = toy.SFTSettings(warmup_steps=10, max_steps=110, schedule="cosine", min_lr_ratio=0.1)
+    assert toy.lr_factor(10, c) == pytest.approx(1.0)
+    assert toy.lr_factor(60, c) == pytest.approx(0.55)  # halfway: 0.1 + 0.9 * 0.5
+    assert toy.lr_factor(110, c) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        toy.SFTSettings(schedule="linear")
