@@ -26,7 +26,6 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 
@@ -263,12 +262,6 @@ def held_out_rows(n_per_domain: int, seed: int = 12345) -> list[dict]:
     df = synthetic.make_math_problems(n_per_domain, split="train", seed=seed)
     dr = relations.make_relation_problems(n_per_domain, split="train", seed=seed)
     return df.to_dict("records") + dr.to_dict("records")
-
-
-def answer_fraction(text: str) -> Fraction | None:
-    """Numeric value of the last boxed answer (``None`` when missing or not a number)."""
-    pred = boxed_answer(text)
-    return None if pred is None else synthetic.parse_number(pred)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def problem_text(p: MathProblem, rng: random.Random) -> tuple[str, dict]:
     return text, {"name": name, "obj": obj}
 
 
-def _reorder(ops: list[tuple[str, int]], start: int, rng: random.Random) -> list[tuple[str, int]]:
+def _reorder(ops: list[tuple[str, int]], rng: random.Random) -> list[tuple[str, int]]:
     """A valid alternative order: inside each run of add/sub steps, additions first (prob. 0.3).
 
     Additions commute with subtractions, so the result is unchanged, and doing additions first
@@ -223,7 +223,7 @@ def solution_text(p: MathProblem, cosmetic: dict, rng: random.Random) -> str:
         parts.append(rng.choice(RESTATEMENTS).format(Name=cosmetic["name"], s=p.start, obj=cosmetic["obj"]))
     x = Fraction(p.start)
     final = canonical_answer(p.answer)
-    for i, (kind, v) in enumerate(_reorder(list(p.ops), p.start, rng)):
+    for i, (kind, v) in enumerate(_reorder(list(p.ops), rng)):
         if kind == "div":
             y_txt = rng.choice(answer_forms(int(x), v))
             final = y_txt
