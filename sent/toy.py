@@ -198,6 +198,7 @@ def sample_with_entropy(model, tokenizer, prompts: list[str], *, max_new_tokens:
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
     torch.manual_seed(seed)
+    was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(prompts), batch_size):
@@ -216,7 +217,7 @@ def sample_with_entropy(model, tokenizer, prompts: list[str], *, max_new_tokens:
             body = [t for t in ids[:n] if t != tokenizer.eos_token_id]
             out.append({"text": tokenizer.decode(body), "tokens": tokenizer.convert_ids_to_tokens(ids[:n]),
                         "entropy": ent[i, :n].tolist(), "truncated": tokenizer.eos_token_id not in ids})
-    model.train()
+    model.train(was_training)
     return out
 
 
