@@ -54,5 +54,5 @@ def test_cli_cross_domain(tmp_path):
     corr = pd.read_parquet(out / "se_difficulty.parquet")
     assert len(corr) == 4  # 2 domains x (error_rate, level)
     summary = json.loads((out / "summary.json").read_text())
-    assert any("sent train" in note and "xd_sent" in note for note in summary["training"]["missing"])
+    assert any("run_all.sh" in note and "xd_sent" in note for note in summary["training"]["missing"])
     assert (out / "cross_domain_se.png").exists() and (out / "cross_domain_se.pdf").exists()
