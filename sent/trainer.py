@@ -290,7 +290,7 @@ class SENTTrainer(GRPOTrainer):
             if gates is None:
                 gates = self._gates_for_logging(loss_in)
             gates = type(gates)(*(g[rows][:, : mask.size(1)] for g in gates))
-            self._log_step_metrics(mode, inputs, loss_in, logps, entropies, mask, gates, out.metrics)
+            self._log_step_metrics(mode, inputs, loss_in, rows, logps, entropies, mask, gates, out.metrics)
             if mode == "train" and self._recording():
                 self._collect_rollouts(inputs, logps, entropies, mask, gates)
         return loss
@@ -332,17 +332,21 @@ class SENTTrainer(GRPOTrainer):
             eligible=spread(li.eligible), generator=li.generator)
         return gathered, slice(rank * b, (rank + 1) * b)
 
-    def _log_step_metrics(self, mode, inputs, li, logps, entropies, mask, gates, method_metrics) -> None:
+    def _log_step_metrics(self, mode, inputs, li, rows, logps, entropies, mask, gates, method_metrics) -> None:
+        """Append this micro-step's metrics, reduced over ranks. ``li`` is what the gates saw (all ranks' rows under
+        ``gate_scope=global``, this rank's are ``li.<field>[rows]``); ``gate/tokens_seen`` = its valid tokens, mean
+        over ranks."""
         metrics = self._metrics[mode]
         fmask = mask.float()
         low, high = gates.low_entropy & mask, gates.high_cov & mask
         ent = entropies.detach().float()
         cov = gates.covariance.float()
+        old_gap = (logps.detach() - li.old_logp[rows][:, : mask.size(1)]).abs()  # this rank's rows, (B, T)
         sums = torch.stack([
             fmask.sum(), (ent * fmask).sum(), low.sum(), (ent * low).sum(), high.sum(), (ent * high).sum(),
-            (gates.beta * fmask).sum(), (gates.beta * low).sum(), ((logps.detach() - li.old_logp[: mask.size(0)]
-                                                                     [:, : mask.size(1)]).abs() * fmask).sum(),
+            (gates.beta * fmask).sum(), (gates.beta * low).sum(), (old_gap * fmask).sum(),
             (cov * low).sum(), (cov.pow(2) * low).sum(), fmask.sum(-1).mean() if mask.numel() else fmask.sum(),
+            li.mask.sum(),  # tokens the gates were computed over: this micro-batch, or all ranks' (gate_scope=global)
         ])
         ref = inputs.get("ref_per_token_logps")
         if ref is not None:
@@ -358,7 +362,8 @@ class SENTTrainer(GRPOTrainer):
             "share/low": sums[2] / n, "share/high_cov": sums[4] / n, "beta/mean": sums[6] / n,
             "beta/mean_low": sums[7] / n_low, "kl/old": sums[8] / n, "cov/mean": cov_mean,
             "cov/std": (sums[10] / n_low - cov_mean**2).clamp(min=0).sqrt(),
-            "length/mean": sums[11] / self.accelerator.num_processes, "kl/ref": sums[12] / n,
+            "length/mean": sums[11] / self.accelerator.num_processes, "kl/ref": sums[13] / n,
+            "gate/tokens_seen": sums[12] / self.accelerator.num_processes,
         }
         cov_max = torch.where(low, cov, torch.full_like(cov, -float("inf"))).max()
         values["cov/max"] = self.accelerator.gather(cov_max.view(1)).max()
