@@ -200,22 +200,28 @@ def _read_eval_file(path: Path, run: str, seed: int) -> pd.DataFrame:
     return df.assign(run=run, seed=seed)
 
 
+# Suites of the non-math domain: the cross-domain analysis reads them; the paper's math tables leave them out.
+NON_MATH_SUITES = ("toy-relations",)
+
+
 def load_eval(root: str | os.PathLike, runs: Sequence[str] | None = None, profile: str | None = None,
-              include_base: bool = True) -> pd.DataFrame:
+              include_base: bool = True, exclude_suites: Sequence[str] = NON_MATH_SUITES) -> pd.DataFrame:
     """All evaluation samples: ``runs/<run>/seed<k>/eval/*.parquet`` and the base model's ``eval/base/``.
 
     One row per sample (docs/ARCHITECTURE.md "Evaluation") plus ``run`` (``"base"`` for the base model)
-    and ``seed`` (the base model is seed 0).
+    and ``seed`` (the base model is seed 0). Suites in ``exclude_suites`` are skipped.
     """
     root = Path(root)
     profile = profile or profile_of(root)
     frames = []
     if include_base:
         base_dir = _require(root / "eval" / "base", root, "eval", profile)
-        frames += [_read_eval_file(p, "base", 0) for p in sorted(base_dir.glob("*.parquet"))]
+        frames += [_read_eval_file(p, "base", 0) for p in sorted(base_dir.glob("*.parquet"))
+                   if p.stem not in exclude_suites]
     if (root / "runs").exists():
         for run, seed, d in _seed_dirs(root, runs):
-            frames += [_read_eval_file(p, run, seed) for p in sorted((d / "eval").glob("*.parquet"))]
+            frames += [_read_eval_file(p, run, seed) for p in sorted((d / "eval").glob("*.parquet"))
+                       if p.stem not in exclude_suites]
     found = {f["run"].iat[0] for f in frames if len(f)}
     missing = [r for r in (runs or []) if r not in found]
     if missing or not frames:
