@@ -302,11 +302,17 @@ class SENTTrainer(GRPOTrainer):
         return g
 
     def _gates_for_logging(self, li):
+        """The SENT sets of a method that has no token KL (for the entropy/share/cov metrics and rollouts).
+
+        β is 0 everywhere: these methods put no per-token KL on any token, so beta/* must log 0, not the SENT
+        coefficients the sets would get.
+        """
         s = self.loss_settings
-        return compute_gates(
+        gates = compute_gates(
             li.entropy.detach(), li.logp.detach(), li.advantages, li.mask, low_entropy_ratio=s.low_entropy_ratio,
             beta_low=s.beta_low, beta_high=s.beta_high, high_cov_threshold=s.high_cov_threshold,
             high_cov_ratio=s.high_cov_ratio, center=s.cov_center, eligible=li.eligible)
+        return gates._replace(beta=torch.zeros_like(gates.beta))
 
     def _gather_inputs(self, li):
         """``gate_scope=global``: all ranks' micro-batches in one LossInputs; only this rank's rows keep gradients."""
