@@ -105,7 +105,7 @@ class SENTConfig(GRPOConfig):
     token_filter: str = field(default="none", metadata=_help(
         "'none' or 'content': with 'content', tokens for which token_filter_fn is False (function words, "
         "punctuation) are excluded from the low-entropy set via LossInputs.eligible."))
-    token_filter_fn: str = field(default="analysis.linguistic_filter:is_content_token", metadata=_help(
+    token_filter_fn: str = field(default="analysis.linguistic_filter:content_mask", metadata=_help(
         "Import path 'module:function' of fn(token_strings: list[str]) -> list[bool] (True = eligible)."))
     # --- recording / scope ---
     record_rollouts_every: int = field(default=0, metadata=_help(

@@ -155,3 +155,27 @@ def test_train_command_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypa
             assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-7), (x["step"], key)
     ra, rb = read_rollouts(run_a / "rollouts"), read_rollouts(run_b / "rollouts")
     assert ra["step"].tolist() == rb["step"].tolist() and ra["prompt_id"].tolist() == rb["prompt_id"].tolist()
+
+
+def test_token_filter_content_keeps_function_words_and_numbers_out_of_the_low_entropy_set(tiny, tmp_path):
+    from analysis.linguistic_filter import classify_token
+    from sent.rollouts import read_rollouts
+
+    config = SENTConfig(output_dir=str(tmp_path), method="sent", beta=0.001, max_steps=2, record_rollouts_every=1,
+                        high_cov_ratio=0.05, token_filter="content", **COMMON)
+    _train(SENTTrainer, config, tiny)
+    df = read_rollouts(tmp_path / "rollouts")
+    tokens = np.concatenate(df["tokens"].to_numpy())
+    low = np.concatenate(df["low_entropy"].to_numpy())
+    classes = np.array([classify_token(t) for t in tokens])
+    # the tiny vocabulary has digits (numbers), "so"/"the"/"is"/"and" (function words), "." (punctuation)
+    assert (classes != "content").any() and low.any()
+    assert (classes[low] == "content").all(), sorted(set(tokens[low & (classes != "content")]))
+
+
+def test_default_token_filter_is_a_list_level_mask():
+    from sent.trainer import load_token_filter
+
+    fn = load_token_filter(SENTConfig(output_dir="unused", method="sent", token_filter="content",
+                                      use_cpu=True).token_filter_fn)
+    assert fn(["the", "apples", ",", "7", "Ann"]) == [False, True, False, False, True]
