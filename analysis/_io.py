@@ -79,3 +79,16 @@ def eval_pass_at_k(run_dir: str | Path, ks: tuple[int, ...] = (1, 4, 8, 16)) -> 
             vals = pass_at_k(per["size"].to_numpy(), per["sum"].to_numpy(), k)
             rows.append({"suite": f.stem, "k": k, "pass_at_k": float(np.mean(vals)), "n_prompts": len(per)})
     return pd.DataFrame(rows, columns=["suite", "k", "pass_at_k", "n_prompts"])
+
+
+def save_figure(fig, path_stem) -> list:
+    """Save ``fig`` as ``<path_stem>.png`` and ``.pdf`` (folders made), close it, return the two paths."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths

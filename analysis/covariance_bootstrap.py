@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis._io import save_figure
+
 
 logger = logging.getLogger(__name__)
 
@@ -481,10 +483,4 @@ def plot_bootstrap(res: pd.DataFrame, path_stem: str | Path) -> list[Path]:
         ax.legend(fontsize=6)
     b, mode = int(res["B"].iloc[0]), res["resample"].iloc[0]
     fig.suptitle(f"Bootstrap stability of the covariance selection (B={b}, resample={mode})")
-    fig.tight_layout()
-    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, path_stem)

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from analysis._io import save_figure
+
 
 def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman rho of each row pair of ``x``, ``y`` (B, n); ties get mid-ranks; NaN for constant rows."""
@@ -122,10 +124,4 @@ def plot_cross_domain(tables: dict[str, pd.DataFrame], corr: pd.DataFrame, path_
     axes[-1].axhline(0, color="k", lw=0.6)
     axes[-1].set_xticks(range(len(sub)), labels, fontsize=7)
     axes[-1].set(ylabel="Spearman rho (95 % bootstrap CI)", ylim=(-1.05, 1.05), title="does SE predict difficulty?")
-    fig.tight_layout()
-    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, path_stem)

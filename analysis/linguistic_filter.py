@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis._io import save_figure
+
 
 CATEGORIES = ("function", "punctuation", "number", "content")
 
@@ -193,7 +195,6 @@ def plot_shares(shares: pd.DataFrame, path_stem) -> list:
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
 
@@ -207,13 +208,7 @@ def plot_shares(shares: pd.DataFrame, path_stem) -> list:
         ax.set(title=f"{name} tokens", xlabel="step", ylim=(0, 1))
     axes[0].set_ylabel("share of tokens")
     axes[-1].legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, path_stem)
 
 
 def compare_runs(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -251,7 +246,6 @@ def plot_compare(curves: pd.DataFrame, passk: pd.DataFrame, path_stem) -> list:
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
 
@@ -268,10 +262,4 @@ def plot_compare(curves: pd.DataFrame, passk: pd.DataFrame, path_stem) -> list:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "no artifact", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
-    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, path_stem)
