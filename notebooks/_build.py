@@ -120,10 +120,12 @@ R.save_table(summary, out_dir, "se_vs_level", "Semantic entropy (nats) vs diffic
 summary'''),
     ]),
     "token_heatmap": ("Framework figure panel (b): token entropy of one recorded rollout", [
-        ("params", PARAMS + '\nrun = "sent"\nseed = 0\nstep = None  # None for the last recorded step\nsample_index = 0  # row of that step, ordered by prompt_id then sample_id'),
+        ("params", PARAMS + '\nrun = "sent"\nseed = 0\nstep = None  # None for the last recorded step\nsample_index = None  # row of that step (by prompt_id, sample_id); None = the response with most high-cov tokens'),
         ("code", SETUP),
         ("code", '''ro = R.read_rollout_step(root, run, seed, step, profile=profile)
 ro = ro.sort_values(["prompt_id", "sample_id"], ignore_index=True)
+if sample_index is None:  # the response that shows all three token sets best
+    sample_index = int(ro["high_cov"].map(sum).to_numpy().argmax()) if "high_cov" in ro else 0
 row = ro.iloc[sample_index]
 print(f"run {run} seed {seed} step {row.step}: {len(ro)} responses; showing {row.prompt_id} #{row.sample_id}")
 fig = P.token_heatmap(row)
