@@ -22,7 +22,7 @@ import time
 
 import pandas as pd
 
-from sent.semantic_entropy import cluster_answers, extract_answer, score_dataset
+from sent.semantic_entropy import _greedy, cluster_answers, extract_answer, score_dataset
 
 
 def _forms(num: int, den: int, rng: random.Random) -> list[str]:
@@ -74,27 +74,19 @@ def make_samples(n_prompts: int, m: int = 8, seed: int = 0) -> pd.DataFrame:
 
 
 def naive_cluster(answers: list[str | None]) -> list[int]:
-    """Greedy clustering, fresh parse + bidirectional verify at every comparison."""
+    """The library's greedy clustering, but with a fresh parse + bidirectional verify at every comparison.
+
+    Missing answers are singletons (never equal to anything), as in ``cluster_answers``.
+    """
     from math_verify import parse, verify
 
-    reps: list[str] = []
-    ids = []
-    for a in answers:
-        if not a:
-            ids.append(len(reps))
-            reps.append(None)
-            continue
-        for cid, rep in enumerate(reps):
-            if rep is None:
-                continue
-            pa, pr = parse(f"${a}$"), parse(f"${rep}$")
-            if pa and pr and verify(pr, pa) and verify(pa, pr):
-                ids.append(cid)
-                break
-        else:
-            ids.append(len(reps))
-            reps.append(a)
-    return ids
+    def same(a, b) -> bool:
+        if not a or not b:
+            return False
+        pa, pb = parse(f"${a}$"), parse(f"${b}$")
+        return bool(pa and pb and verify(pb, pa) and verify(pa, pb))
+
+    return _greedy(list(answers), same)
 
 
 def main() -> None:

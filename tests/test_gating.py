@@ -4,17 +4,7 @@ import pytest
 import torch
 
 from sent.gating import TokenGates, compute_gates, low_entropy_mask, token_beta, token_covariance, topk_mask
-
-
-T_, F_ = True, False
-# Two sequences of 5 valid tokens; the last position of each row is padding.
-MASK = torch.tensor([[T_, T_, T_, T_, T_, F_],
-                     [T_, T_, T_, T_, T_, F_]])
-ENTROPY = torch.tensor([[0.10, 0.90, 0.30, 0.50, 0.20, 9.9],
-                        [0.40, 0.60, 0.05, 0.80, 0.70, 9.9]])
-LOGP = torch.tensor([[-1.0, -2.0, -3.0, -4.0, -5.0, -100.0],
-                     [-1.0, -1.0, -1.0, -1.0, -1.0, -100.0]])
-ADV = torch.tensor([1.0, -1.0])
+from tests._hand import ADV, ENTROPY, F_, LOGP, MASK, T_  # noqa: F401  (the shared 2x6 example)
 
 
 def _mask(rows):

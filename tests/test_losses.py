@@ -7,16 +7,7 @@ import pytest
 import torch
 
 from sent.losses import LOSSES, LossInputs, LossOutput, LossSettings, get_loss
-
-
-T_, F_ = True, False
-MASK = torch.tensor([[T_, T_, T_, T_, T_, F_],
-                     [T_, T_, T_, T_, T_, F_]])
-ENTROPY = torch.tensor([[0.10, 0.90, 0.30, 0.50, 0.20, 9.9],
-                        [0.40, 0.60, 0.05, 0.80, 0.70, 9.9]])
-LOGP = torch.tensor([[-1.0, -2.0, -3.0, -4.0, -5.0, -100.0],
-                     [-1.0, -1.0, -1.0, -1.0, -1.0, -100.0]])
-ADV = torch.tensor([1.0, -1.0])
+from tests._hand import ADV, ENTROPY, F_, LOGP, MASK, T_  # noqa: F401  (the shared 2x6 example)
 
 
 def _inputs(on_policy=False, seed=0, B=4, T=7, ref=True, adv_2d=False):
