@@ -70,17 +70,18 @@ class LossSettings:
     # sent: β_low on T_low \ T_high-cov and β_high on T_high-cov (released 0.1*0.5 and 0.1*2.0, §1.6)
     beta_low: float = 0.05
     beta_high: float = 0.2
-    # sent: T_high-cov by top fraction of T_low OR by absolute τ_cov (paper value UNKNOWN, §1.6); at most one.
-    # Neither set -> top fraction release_kl_cov_ratio (the released code's 0.0002).
-    high_cov_ratio: float | None = None
+    # sent: T_high-cov by top fraction of T_low (released code 0.0002) OR by absolute τ_cov (paper value UNKNOWN,
+    # §1.6); exactly one, as in SENTConfig (pass high_cov_ratio=None to use a threshold)
+    high_cov_ratio: float | None = 2e-4
     high_cov_threshold: float | None = None
     # sent: centre Cov_t over "low" (released code, §1.5) or over all "valid" tokens (paper text)
     cov_center: str = "low"
     # sent ablations (paper's "w/o low-entropy KL" / "w/o high-cov tier"): off -> no token KL / β_low on all T_low
     use_low_entropy_kl: bool = True
     use_high_cov_tier: bool = True
-    # entropy_bonus: loss -= entropy_coef * H_t (exploratory repo script 0.001; paper value UNKNOWN, §4)
-    entropy_coef: float = 0.001
+    # entropy_bonus: loss -= entropy_coef * H_t. 0 = TRL's default, which SENTConfig inherits (it rejects a
+    # non-zero value for other methods); the profiles set the exploratory repo script's 0.001 (paper value UNKNOWN, §4)
+    entropy_coef: float = 0.0
     # entropy_adv: A + min(alpha * H_t, |A| / kappa) (Cheng et al. 2506.14758 defaults; paper value UNKNOWN, §4)
     entropy_adv_alpha: float = 0.4
     entropy_adv_kappa: float = 2.0
@@ -88,9 +89,10 @@ class LossSettings:
     clip_cov_ratio: float = 2e-4
     clip_cov_lb: float = 1.0
     clip_cov_ub: float = 5.0
-    # kl_cov: fraction of valid tokens with the |log-ratio| penalty, its coefficient (Cui et al. β=1; §4)
+    # kl_cov: fraction of valid tokens with the |log-ratio| penalty (verl / SENT fork default 0.0002) and its
+    # coefficient ppo_kl_coef (SENT fork ppo_trainer.yaml 0.1; Cui et al.'s 7B recipe: ratio 0.002, coef 1; §4)
     kl_cov_ratio: float = 2e-4
-    kl_cov_coef: float = 1.0
+    kl_cov_coef: float = 0.1
     # high_entropy: policy gradient only on the top fraction of tokens by entropy (Wang et al. 0.2, §4)
     high_entropy_ratio: float = 0.2
     # sent_release: top/bottom fraction of T_low by Cov, ppo_kl_coef and the hard-coded 2.0 / 0.5 (§1.6, §1.8)
@@ -119,8 +121,9 @@ class LossSettings:
                 raise ValueError(f"{name} is a fraction and must be in (0, 1], got {getattr(self, name)}")
         if self.beta_high < self.beta_low:
             raise ValueError(f"beta_high ({self.beta_high}) must be >= beta_low ({self.beta_low}); the paper has beta_high > beta_low")
-        if self.high_cov_ratio is not None and self.high_cov_threshold is not None:
-            raise ValueError("set at most one of high_cov_ratio (top fraction) and high_cov_threshold (absolute τ_cov)")
+        if (self.high_cov_ratio is None) == (self.high_cov_threshold is None):
+            raise ValueError("set exactly one of high_cov_ratio (top fraction, released 0.0002) and high_cov_threshold "
+                             "(absolute τ_cov); the other must be None")
         if self.cov_center not in ("low", "valid"):
             raise ValueError(f"cov_center must be 'low' (released code) or 'valid' (all valid tokens), got {self.cov_center!r}")
         if self.entropy_adv_kappa <= 0:
@@ -378,18 +381,33 @@ def kl_cov(x: LossInputs, s: LossSettings) -> LossOutput:
 def high_entropy(x: LossInputs, s: LossSettings) -> LossOutput:
     """Policy gradient only on high-entropy "forking" tokens (Wang et al. 2506.01939, "Beyond the 80/20 Rule").
 
-    The GRPO surrogate is kept on the ``ceil(N · high_entropy_ratio)`` valid tokens with the highest entropy
-    (an exact count, as the official ``get_global_entropy_top_mask``; ties by flat index) and zeroed
-    elsewhere; the reference KL (``beta``) stays on all tokens, as in TRL's ``top_entropy_quantile``.
-    Ratio 1 gives grpo.
+    Source: Shenzhi-Wang/Beyond-the-80-20-Rule-RLVR @6f5dda6 (fix 137d8d1), ``verl/trainer/ppo/core_algos.py``
+    ``get_global_entropy_top_mask`` + ``compute_policy_loss_vanilla``, called per micro-batch from
+    ``verl/workers/actor/dp_actor.py``. There the top ``k = max(1, int(N · ρ + 0.9999))`` of the N valid tokens
+    by entropy form S (an exact count; ties here by flat index), and the policy term is
+    ``agg_loss(pg, response_mask * entropy_top_mask, "token-mean")``: the mean over S, not over all N.
+    The reference KL (``use_kl_loss``) keeps ``response_mask``, so it is a mean over all N. Per token::
+
+        loss_t = (N / k) · 1[t ∈ S] · (-min(r_t A, clip(r_t) A)) + β k3_t        (B, T), 0 outside mask
+
+    The trainer divides by N (``bnpo``, verl token-mean per micro-batch). That gives Wang's
+    ``mean_{t∈S} pg_t + β mean_t k3_t``. Without the N / k factor (TRL's ``top_entropy_quantile``) the policy
+    term is k / N ≈ ρ times theirs, so it is 5× weaker against the KL term and the gradient clip.
+    Under ``dapo`` the factor is applied per micro-batch, giving ≈ the mean over S of the generation batch.
+    Under ``grpo`` (per-sequence mean) the factor is also one per micro-batch; it is not verl's
+    seq-mean-token-mean over S, which is undefined for a row with no token in S. ρ = 1 gives grpo.
     """
     adv = _check_inputs(x)
     mask = x.mask
     coef_1 = torch.exp(x.logp - x.old_logp.detach())
     n = int(mask.sum())
-    k = min(n, math.ceil(n * s.high_entropy_ratio))
-    keep = topk_mask(x.entropy, mask, k, largest=True) if k else mask  # (B, T)
-    policy = _clipped_surrogate(coef_1, adv, s) * keep
+    # Wang's "ceil": int(N·ρ + 0.9999). It differs from math.ceil when N·ρ lies less than 1e-4 above an integer,
+    # e.g. by rounding: 100 · 0.07 = 7.000000000000001 -> math.ceil 8, theirs 7.
+    k = min(n, max(1, int(n * s.high_entropy_ratio + 0.9999))) if n else 0
+    keep = topk_mask(x.entropy, mask, k, largest=True) if k else mask  # (B, T) the set S
+    policy = _clipped_surrogate(coef_1, adv, s) * keep  # (B, T)
+    if 0 < k < n:
+        policy = policy * (n / k)  # the trainer's mean over N becomes the mean over S
     return _finish(x, s, policy, coef_1, adv, extra={"share/high_entropy": _mean(keep.float(), mask)})
 
 
@@ -400,7 +418,7 @@ def sent(x: LossInputs, s: LossSettings) -> LossOutput:
     ``loss_t = -min(r_t A, clip(r_t) A) + β k3_t + β_t k3_t`` with ``β_t`` from ``compute_gates``: β_high on
     T_high-cov, β_low on the rest of T_low (bottom ``low_entropy_ratio`` by entropy), 0 elsewhere. k3 is TRL's
     estimator to π_ref (the paper's estimator is UNKNOWN), times r_t if ``kl_bias_correction``. T_high-cov:
-    ``high_cov_threshold`` (paper τ_cov) or ``high_cov_ratio``; neither set -> top ``release_kl_cov_ratio``.
+    ``high_cov_threshold`` (paper τ_cov) or ``high_cov_ratio`` (released 0.0002), exactly one set.
     Ablations: ``use_low_entropy_kl=False`` -> no token KL (β_t = 0, gates still returned for analysis);
     ``use_high_cov_tier=False`` -> β_low on all of T_low (``high_cov`` still marks the subset).
     Needs ``ref_logp`` whenever the token KL is on. β_low = β_high = 0 gives grpo exactly.
@@ -408,14 +426,11 @@ def sent(x: LossInputs, s: LossSettings) -> LossOutput:
     adv = _check_inputs(x)
     coef_1 = torch.exp(x.logp - x.old_logp.detach())
     policy = _clipped_surrogate(coef_1, adv, s)  # (B, T)
-    ratio, threshold = s.high_cov_ratio, s.high_cov_threshold
-    if ratio is None and threshold is None:
-        ratio = s.release_kl_cov_ratio
     gates = compute_gates(
         x.entropy, x.logp, x.advantages, x.mask,
         low_entropy_ratio=s.low_entropy_ratio, beta_low=s.beta_low,
         beta_high=s.beta_high if s.use_high_cov_tier else s.beta_low,
-        high_cov_threshold=threshold, high_cov_ratio=ratio, center=s.cov_center, eligible=x.eligible,
+        high_cov_threshold=s.high_cov_threshold, high_cov_ratio=s.high_cov_ratio, center=s.cov_center, eligible=x.eligible,
     )
     token_kl_on = s.use_low_entropy_kl and s.beta_high > 0.0
     if not token_kl_on:

@@ -195,6 +195,61 @@ def test_high_entropy_keeps_ceil_of_ratio_tokens():
         assert (out.per_token_loss != 0).nonzero().tolist() == expected
 
 
+def test_high_entropy_count_is_wang_int_plus_0_9999_not_math_ceil():
+    # N = 100, ratio 0.07: 100 * 0.07 = 7.000000000000001 -> int(N*ratio + 0.9999) = 7 (Wang); math.ceil gives 8.
+    mask = torch.ones(1, 100, dtype=torch.bool)
+    entropy = torch.arange(100.0).unsqueeze(0) / 100  # distinct: the top 7 are columns 93..99
+    x = LossInputs(torch.zeros(1, 100, requires_grad=True), torch.zeros(1, 100), None, entropy, torch.ones(1), mask)
+    out = get_loss("high_entropy")(x, LossSettings(high_entropy_ratio=0.07))
+    assert (out.per_token_loss != 0).nonzero()[:, 1].tolist() == list(range(93, 100))
+
+
+def test_high_entropy_policy_term_is_the_mean_over_selected_tokens():
+    # ratio 0.25 on the 2x6 batch: S = (0,1) [A = +1], (1,3), (1,4) [A = -1]; on-policy pg_t = -A_t:
+    # mean over S = (-1 + 1 + 1) / 3 = 1/3 (Wang: token-mean with response_mask * entropy_top_mask).
+    # The old normalisation over all N = 10 valid tokens gave 1/10. KL: ref = logp + 0.1 on every token, so
+    # k3 = e^0.1 - 1.1 everywhere and its token-mean over all 10 valid tokens is that value.
+    x, _ = _fixed()
+    for beta in (0.0, 0.5):
+        out = get_loss("high_entropy")(x, LossSettings(high_entropy_ratio=0.25, beta=beta))
+        bnpo = out.per_token_loss.sum() / MASK.sum()  # what the trainer does for loss_type bnpo
+        k3 = torch.exp(torch.tensor(0.1)) - 1.1
+        assert bnpo.item() == pytest.approx(1 / 3 + beta * k3.item(), rel=1e-6)
+        assert out.metrics["share/high_entropy"] == pytest.approx(0.3)
+
+
+def _wang_literal(logp, old, ref, entropy, adv, mask, ratio, beta, eps):
+    """Beyond-the-80-20-Rule-RLVR @6f5dda6 (dp_actor + core_algos), written out: token-mean, one micro-batch.
+
+    Their dual-clip (clip_ratio_c) and logp clamp are left out, as in TRL's GRPO.
+    """
+    flat_mask = mask.flatten().bool()
+    response_entropy = entropy.flatten()[flat_mask]
+    top_k = max(1, int(len(response_entropy) * ratio + 0.9999))
+    _, topk_idx = torch.topk(response_entropy, k=top_k)
+    flat_out = torch.zeros_like(entropy.flatten(), dtype=torch.long)
+    flat_out[flat_mask.nonzero(as_tuple=False).squeeze(1)[topk_idx]] = 1
+    entropy_top_mask = flat_out.view_as(entropy)
+    adv = adv.unsqueeze(1)
+    ratio_t = torch.exp(logp - old)
+    pg = torch.maximum(-adv * ratio_t, -adv * torch.clamp(ratio_t, 1 - eps, 1 + eps))
+    m = mask.long() * entropy_top_mask
+    pg_loss = (pg * m).sum() / (m.sum() + 1e-8)  # verl_F.masked_mean
+    kld = torch.exp(ref - logp) - (ref - logp) - 1
+    return pg_loss + beta * (kld * mask).sum() / (mask.sum() + 1e-8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_high_entropy_matches_wang_token_mean_value_and_gradient(seed):
+    x, logp = _inputs(seed=seed, B=4, T=9)
+    out = get_loss("high_entropy")(x, LossSettings(high_entropy_ratio=0.2, beta=0.04))
+    ours = out.per_token_loss.sum() / x.mask.sum()  # trainer, loss_type bnpo
+    (g_ours,) = torch.autograd.grad(ours, logp)
+    theirs = _wang_literal(logp, x.old_logp, x.ref_logp, x.entropy, x.advantages, x.mask, 0.2, 0.04, 0.2)
+    (g_theirs,) = torch.autograd.grad(theirs, logp)
+    assert torch.allclose(ours, theirs, atol=1e-6) and torch.allclose(g_ours, g_theirs, atol=1e-7)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # sent and sent_release
 
@@ -202,7 +257,7 @@ def test_high_entropy_keeps_ceil_of_ratio_tokens():
 def test_sent_adds_beta_t_times_k3():
     # Gates as tests/test_gating.py: T_low = [[1,0,1,1,1,0],[1,1,1,0,1,0]], Cov > -1 on (0,0) and (0,2).
     x, _ = _fixed(old_shift=0.05)
-    s = LossSettings(high_cov_threshold=-1.0, beta_low=0.05, beta_high=0.2)
+    s = LossSettings(high_cov_ratio=None, high_cov_threshold=-1.0, beta_low=0.05, beta_high=0.2)
     out = get_loss("sent")(x, s)
     expected_beta = torch.tensor([[0.2, 0.0, 0.2, 0.05, 0.05, 0.0],
                                   [0.05, 0.05, 0.05, 0.0, 0.05, 0.0]])
@@ -216,7 +271,7 @@ def test_sent_adds_beta_t_times_k3():
 
 def test_sent_without_high_cov_tier_uses_beta_low_on_all_low_tokens():
     x, _ = _fixed()
-    out = get_loss("sent")(x, LossSettings(high_cov_threshold=-1.0, use_high_cov_tier=False))
+    out = get_loss("sent")(x, LossSettings(high_cov_ratio=None, high_cov_threshold=-1.0, use_high_cov_tier=False))
     low = out.gates.low_entropy
     assert torch.allclose(out.gates.beta[low], torch.full((8,), 0.05)) and (out.gates.beta[~low] == 0).all()
 
@@ -274,6 +329,7 @@ def test_unknown_name_lists_valid_names():
         ({"low_entropy_ratio": 0.0}, "low_entropy_ratio"),
         ({"beta_low": 0.3, "beta_high": 0.2}, "beta_high"),
         ({"high_cov_ratio": 0.1, "high_cov_threshold": 0.0}, "high_cov_ratio"),
+        ({"high_cov_ratio": None}, "high_cov_ratio"),
         ({"cov_center": "batch"}, "cov_center"),
         ({"entropy_adv_kappa": 0.0}, "entropy_adv_kappa"),
         ({"clip_cov_lb": 5.0, "clip_cov_ub": 1.0}, "clip_cov_lb"),
