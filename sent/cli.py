@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = {
     "toy-base": ("toy_base", "build the tokenizer and tiny base model and SFT-train it offline"),
+    "convert-model": ("convert_model", "turn 'smollm2', a .gguf file or a hub id into a plain HF model folder"),
     "semantic-entropy": ("semantic_entropy", "sample M answers per prompt and write the per-prompt SE table"),
     "curriculum": ("curriculum", "sort an SE table and split it into curriculum stages"),
     "train": ("train", "train GRPO / SENT / a baseline from a recipe (TrlParser)"),

