@@ -2,7 +2,9 @@
 notebooks -> analyses -> summary. Called by reproduce/run_all.sh; every step is a `sent` command or a
 papermill notebook, and each one skips finished work, so rerunning after a kill resumes.
 
-The plan of a profile lives in reproduce/profiles/<profile>.yaml (runs, methods, ablations, sizes).
+The plan of a profile lives in reproduce/profiles/<profile>.yaml (budget, runs, ablations, sizes) and is resolved by
+sent.plans: `--dry-run` writes reproduce/out/<profile>/plan.md and runs nothing. Curriculum runs train each stage as
+its own process (stage k from stage k-1's final weights, which are also its reference; fresh optimizer).
 """
 
 from __future__ import annotations
@@ -32,16 +34,8 @@ class Job:
     done: Path | None = None  # the job is skipped when this file exists
     log: Path | None = None
     env: dict = field(default_factory=dict)
-
-
-def _fmt(value, ctx: dict):
-    if isinstance(value, str):
-        return value.format(**ctx)
-    if isinstance(value, list):
-        return [_fmt(v, ctx) for v in value]
-    if isinstance(value, dict):
-        return {k: _fmt(v, ctx) for k, v in value.items()}
-    return value
+    # Commands run first, in order, each skipped when its own marker exists (curriculum stages before the last).
+    before: list[tuple[list[str], Path]] = field(default_factory=list)
 
 
 def _flags(options: dict) -> list[str]:
@@ -51,11 +45,17 @@ def _flags(options: dict) -> list[str]:
     return out
 
 
-def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path) -> dict[str, list[Job]]:
-    """Expand a profile into jobs per step."""
-    ctx = {"root": str(root), "profile": profile["profile"], "repo": str(REPO)}
-    p = _fmt(profile, ctx)
+def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *, dry: bool = False,
+         num_processes: int | None = None, accelerate_config: str | None = None) -> dict[str, list[Job]]:
+    """Expand a profile into jobs per step. Writes the resolved recipes under ``<root>/recipes`` unless ``dry``."""
+    from sent.plans import Launch, expand, launch_argv, resolve_run
+
+    p = expand(profile, root)
     jobs: dict[str, list[Job]] = {s: [] for s in STEPS}
+    launch = Launch(**p.get("launch", {}))
+    if accelerate_config is not None:
+        launch.accelerate_config = accelerate_config
+    n_proc, _ = launch.processes(num_processes)
 
     def log(name: str) -> Path:
         return log_dir / f"{name}.log"
@@ -73,23 +73,33 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path) ->
     runs = p["runs"]
     for seed in range(seeds):
         for run, opts in runs.items():
-            recipe = resolve_recipe(p, run, opts, root, seed)
+            opts = opts or {}
+            recipe = resolve_run(p, run, opts, root, seed, n_proc)
             path = root / "recipes" / f"{run}-seed{seed}.yaml"
-            write_if_changed(path, yaml.safe_dump(recipe, sort_keys=True))
+            if not dry:
+                write_if_changed(path, yaml.safe_dump(recipe, sort_keys=True))
             run_dir = root / "runs" / run / f"seed{seed}"
-            argv = ["sent", "train", "--config", str(path)]
-            jobs["train"].append(Job(f"train-{run}-s{seed}", argv, run_dir / "DONE", log(f"train-{run}-s{seed}")))
+            argv = launch_argv(launch, n_proc, str(path))
+            job = Job(f"train-{run}-s{seed}", argv, run_dir / "DONE", log(f"train-{run}-s{seed}"))
+            if opts.get("curriculum"):  # each stage is its own process: fresh optimizer, pi_ref = previous stage
+                n_stages = int(p["curricula"][opts["curriculum"]]["n_stages"])
+                job.before = [([*argv, "--curriculum_stage", str(k)], run_dir / f"stage{k}" / "DONE")
+                              for k in range(1, n_stages)]
+                job.argv = [*argv, "--curriculum_stage", str(n_stages)]
+            jobs["train"].append(job)
     ev = p["eval"]
     eval_targets = [("base", p["model"], root / "eval" / "base", "math")]
     for seed in range(seeds):
         for run, opts in runs.items():
             run_dir = root / "runs" / run / f"seed{seed}"
-            eval_targets.append((f"{run}-s{seed}", str(run_dir / "final"), run_dir / "eval", opts.get("domain", "math")))
+            eval_targets.append((f"{run}-s{seed}", str(run_dir / "final"), run_dir / "eval",
+                                 (opts or {}).get("domain", "math")))
     for name, model, out, domain in eval_targets:
         suites = ev["suites_by_domain"].get(domain, ev["suites"])
         argv = ["sent", "eval", "--model", model, "--out", str(out), "--suites", ",".join(suites), *_flags(ev["options"])]
         jobs["eval"].append(Job(f"eval-{name}", argv, out / "summary.json", log(f"eval-{name}")))
-    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    if not dry:
+        (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     for nb in p["notebooks"]:
         nb_out = out_dir / "notebooks" / nb
         argv = [sys.executable, "-m", "papermill", str(REPO / "notebooks" / nb), str(nb_out), "--kernel", "python3",
@@ -100,53 +110,35 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path) ->
     return jobs
 
 
-def resolve_recipe(p: dict, run: str, opts: dict, root: Path, seed: int) -> dict:
-    """One run's full recipe: the method's recipe file, the profile's shared overrides, then the run's own.
-
-    A value of null removes the key. Curriculum runs make one pass over the stages (num_train_epochs 1, the
-    stages already repeat ``epochs_per_stage`` times); other runs train ``max_steps`` on the shuffled SE table, so
-    every run sees each prompt the same number of times.
-    """
-    opts = dict(opts)
-    recipe_path = REPO / opts.pop("recipe", p["train_recipe"])
-    recipe = yaml.safe_load(recipe_path.read_text())
-    curriculum = opts.pop("curriculum", None)
-    domain = opts.pop("domain", "math")
-    recipe.update(p.get("train_overrides", {}))
-    recipe.update({"model_name_or_path": p["model"], "root": str(root), "run": run, "seed": seed})
-    if curriculum:
-        recipe.update({"train_data": "curriculum", "curriculum_dir": str(root / "curriculum" / curriculum),
-                       "max_steps": -1, "num_train_epochs": 1})
-    else:
-        recipe.update({"train_data": str(root / "se" / f"{domain}.parquet"), "curriculum_dir": None,
-                       "max_steps": p["steps_without_curriculum"]})
-    recipe.update(opts)
-    return {k: v for k, v in recipe.items() if v is not None}
-
-
 def write_if_changed(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
 
 
+def _call(job: Job, argv: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("SENT_THREADS", "1"), **job.env}
+    with open(job.log, "a") as fh:
+        fh.write(f"\n$ {shlex.join(argv)}\n")
+        fh.flush()
+        rc = subprocess.call(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    if rc != 0:
+        tail = "".join(job.log.read_text().splitlines(keepends=True)[-25:])
+        raise RuntimeError(f"{job.name} failed (exit {rc}); log: {job.log}\n--- last lines ---\n{tail}")
+
+
 def run_job(job: Job, dry: bool) -> tuple[Job, str, float]:
     if job.done is not None and job.done.exists():
         return job, "skipped (done)", 0.0
     if dry:
-        return job, "dry-run: " + shlex.join(job.argv), 0.0
+        return job, "dry-run: " + " && ".join(shlex.join(a) for a, _ in job.before + [(job.argv, None)]), 0.0
     job.log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("SENT_THREADS", "1"), **job.env}
-    with open(job.log, "a") as fh:
-        fh.write(f"\n$ {shlex.join(job.argv)}\n")
-        fh.flush()
-        rc = subprocess.call(job.argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    dt = time.time() - t0
-    if rc != 0:
-        tail = "".join(job.log.read_text().splitlines(keepends=True)[-25:])
-        raise RuntimeError(f"{job.name} failed (exit {rc}); log: {job.log}\n--- last lines ---\n{tail}")
-    return job, "ok", dt
+    for argv, done in job.before:
+        if not done.exists():
+            _call(job, argv)
+    _call(job, job.argv)
+    return job, "ok", time.time() - t0
 
 
 def run_step(step: str, jobs: list[Job], n_jobs: int, dry: bool) -> list[tuple[str, str, float]]:
@@ -176,6 +168,8 @@ def summarize(root: Path, profile: str, timings: dict, out_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sent.plans import PlanError, check_plans, expand, load_profile, plan_markdown, plan_short, profile_plans
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu", help="smoke | cpu | paper-1.5b | paper-7b | paper-14b")
     ap.add_argument("--seeds", type=int, default=1, help="seeds per run (>= 3 for claims that one method beats another)")
@@ -183,20 +177,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="parallel jobs for train/eval (default: the profile's)")
     ap.add_argument("--root", default=None, help="artifact root (default artifacts/<profile>)")
     ap.add_argument("--out", default=None, help="figures/tables/notebooks folder (default reproduce/out/<profile>)")
-    ap.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    ap.add_argument("--num-processes", type=int, default=None,
+                    help="training processes (GPUs) per run; default: the profile's (paper profiles: the GPUs here)")
+    ap.add_argument("--accelerate-config", default=None,
+                    help="accelerate config file for training (multi-node: one with num_machines, machine_rank, "
+                         "main_process_ip); default: the profile's")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="write reproduce/out/<profile>/plan.md, print the plan and the commands, run nothing")
     args = ap.parse_args(argv)
-
-    path = REPO / "reproduce" / "profiles" / f"{args.profile}.yaml"
-    if not path.exists():
-        valid = sorted(p.stem for p in (REPO / "reproduce" / "profiles").glob("*.yaml"))
-        ap.error(f"unknown profile {args.profile!r}; valid: {', '.join(valid)}")
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
-    profile = yaml.safe_load(path.read_text())
+    try:
+        profile = load_profile(args.profile)
+    except PlanError as err:
+        ap.error(str(err))
     root = Path(args.root or REPO / "artifacts" / args.profile).resolve()
     log_dir = root / "logs"
     out_dir = Path(args.out or REPO / "reproduce" / "out" / args.profile).resolve()
-    jobs = plan(profile, root, args.seeds, log_dir, out_dir)
+    try:
+        plans, launch = profile_plans(expand(profile, root), root, args.num_processes, args.accelerate_config)
+        jobs = plan(profile, root, args.seeds, log_dir, out_dir, dry=args.dry_run, num_processes=args.num_processes,
+                    accelerate_config=args.accelerate_config)
+    except PlanError as err:
+        print(f"run_all: {err}", file=sys.stderr)
+        return 2
+    problems, notes = check_plans(plans)
+    print(plan_short(plans, problems, notes), flush=True)
+    if args.dry_run:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "plan.md").write_text(plan_markdown(args.profile, plans, launch, problems, notes))
+        print(f"[plan] written to {out_dir / 'plan.md'}", flush=True)
+    if problems:
+        print("run_all: the plan has problems (see above); fix the profile", file=sys.stderr)
+        return 2
     n_jobs = args.jobs or profile.get("jobs", 1)
     steps = args.only or list(STEPS)
     timings: dict[str, float] = {}

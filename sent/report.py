@@ -34,18 +34,20 @@ logger = logging.getLogger(__name__)
 
 #: Training methods of the comparison tables, in the paper's column order (plus the released-code variant).
 METHODS: tuple[str, ...] = (
-    "grpo", "entropy_bonus", "entropy_adv", "clip_cov", "kl_cov", "high_entropy", "sent", "sent_release",
+    "grpo", "entropy_bonus", "entropy_adv", "clip_cov", "kl_cov", "high_entropy", "sent_release", "sent",
 )
-#: Column order of the comparison tables: base model, the paper's columns, then the released-code variant.
+#: Column order of the comparison tables: base model, the paper's columns, then the paper-formula variant.
+#: The paper's "w/ SENT" column is filled by ``sent_release``, the rule the authors ran (paper.md §3); ``sent`` (the
+#: paper's formula, with beta values the paper does not give) is its own column.
 TABLE_ORDER: tuple[str, ...] = (
-    "base", "grpo", "entropy_bonus", "entropy_adv", "mask", "clip_cov", "kl_cov", "high_entropy", "sent",
-    "sent_release",
+    "base", "grpo", "entropy_bonus", "entropy_adv", "mask", "clip_cov", "kl_cov", "high_entropy", "sent_release",
+    "sent",
 )
 #: Paper column header for each method name.
 PAPER_COLUMNS: dict[str, str] = {
     "base": "Base", "grpo": "GRPO", "entropy_bonus": "w/ En", "entropy_adv": "w/ Adv", "mask": "w/ Mask",
-    "clip_cov": "w/ Clip", "kl_cov": "w/ Cov", "high_entropy": "w/ High_En", "sent": "w/ SENT",
-    "sent_release": "SENT (released code)",
+    "clip_cov": "w/ Clip", "kl_cov": "w/ Cov", "high_entropy": "w/ High_En", "sent_release": "w/ SENT",
+    "sent": "SENT, paper formula (β assumed)",
 }
 #: The paper's "w/ Mask [18]" baseline is unidentified (no bibliography): shown from the paper, never run.
 NOT_RUN_NOTE = "not run (unidentified)"
@@ -59,12 +61,14 @@ ABLATIONS: dict[str, tuple[tuple[str, str], ...]] = {
         ("abl_curriculum_only", "curriculum only"),
         ("abl_lowkl_only", "low-entropy KL only"),
         ("abl_lowkl_highcov_nocurr", "low + high-cov KL, no curriculum"),
-        ("sent", "full SENT"),
+        ("sent", "full SENT (paper formula)"),
     ),
     # One stage is the no-curriculum run: a single shuffled stage is exactly that configuration.
     "stages": (("abl_lowkl_highcov_nocurr", "1 stage (no curriculum)"), ("sent", "2 stages"), ("abl_stages_3", "3 stages")),
     "low_entropy_ratio": (("abl_ratio_0.7", "ratio 0.7"), ("sent", "ratio 0.8"), ("abl_ratio_0.9", "ratio 0.9")),
     "token_filter": (("sent", "all tokens"), ("sent_content", "content tokens only")),
+    # The paper's beta_low / beta_high are unknown: the paper formula at three beta_low values (beta_high = 4x).
+    "beta": (("sent_beta_0.001", "β_low 0.001"), ("sent_beta_0.01", "β_low 0.01"), ("sent", "β_low 0.05")),
 }
 
 _PALETTE = {
@@ -408,8 +412,8 @@ def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours
 
     ``ours`` is the output of :func:`pass_at_k_table` / :func:`avg_at_k_table` (cells "mean ± std" over
     seeds; plus an ``n_seeds`` column); ``paper`` is :func:`load_paper_table`. Our "w/ Mask" cells say the
-    method was not run (unidentified in the paper); the paper's "SENT (released code)" cells say "not in
-    paper". Our rows come from our (toy) suites, the paper's from its six benchmarks: rows are never mixed.
+    method was not run (unidentified in the paper); the paper's "w/ SENT" numbers sit in the released rule's column
+    (what the authors ran) and its "SENT, paper formula" cells say "not in paper". Our rows come from our (toy) suites, the paper's from its six benchmarks: rows are never mixed.
     """
     cols = [PAPER_COLUMNS[m] for m in TABLE_ORDER]
     blocks = []
@@ -435,7 +439,7 @@ def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours
             rows.setdefault(key, {c: "" for c in cols})
             rows[key][r.paper_column] = f"{r.value:.2f}"
         for key in rows:
-            rows[key][PAPER_COLUMNS["sent_release"]] = NOT_IN_PAPER
+            rows[key][PAPER_COLUMNS["sent"]] = NOT_IN_PAPER
             rows[key]["n_seeds"] = "unknown"
         blocks.append(_block(rows, paper_label))
     if not blocks:

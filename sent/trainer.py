@@ -5,13 +5,17 @@ Overridden TRL methods (private API, pinned by tests/test_trl_pin.py):
 * ``__init__``: forces TRL to build the reference model when a SENT term needs it (``args.beta`` may be 0).
 * ``_generate_and_score_completions``: calls TRL, then adds per-row tensors (``sent_row``, ``sent_sample_id``,
   ``sent_stage``, ``sent_reward`` and, with ``token_filter=content``, ``sent_eligible``) so that they are shuffled
-  and split with the rows; resets the reference model at a curriculum stage boundary.
+  and split with the rows.
 * ``_compute_loss``: one policy forward (logp + entropy), ``LossInputs`` -> registry loss -> TRL's aggregation
   (:func:`aggregate_loss`, a copy of TRL's normalisers for grpo/bnpo/dr_grpo/dapo), metrics, rollout recording.
 
 Everything else (generation, rewards, advantages, old/ref log-probs, buffering, logging, checkpoints) is TRL's.
 ``self.beta`` is TRL's switch for "compute reference log-probs"; the actual k3 coefficient is ``args.beta``
-(``LossSettings.beta``). Curriculum order comes from :func:`build_curriculum_dataset` + ``shuffle_dataset=False``.
+(``LossSettings.beta``). Data order comes from :func:`build_curriculum_dataset` + ``shuffle_dataset=False``.
+
+Curriculum stages are separate trainings (``sent train`` runs one trainer per stage, as the authors' scripts do):
+stage k starts from stage k-1's final weights, which are also its reference model, with a fresh optimizer and LR
+schedule. ``step_offset`` makes the logged steps and rollout files of stage k continue those of stage k-1.
 """
 
 from __future__ import annotations
@@ -66,19 +70,22 @@ def aggregate_loss(per_token_loss, mask, loss_type, *, training, grad_accum, num
     return loss / accum, loss.detach()
 
 
-def build_curriculum_dataset(stages, *, epochs_per_stage: int, prompts_per_generation: int, seed: int):
+def build_curriculum_dataset(stages, *, epochs_per_stage: int, prompts_per_generation: int, seed: int,
+                             first_stage: int = 1):
     """Concatenate curriculum stages in order, each repeated ``epochs_per_stage`` times, shuffled per (stage, epoch).
 
-    ``stages``: list of ``datasets.Dataset`` (stage 1 = lowest semantic entropy). Each (stage, epoch) block is cut
-    to a multiple of ``prompts_per_generation`` (verl's ``drop_last``), so a generation batch never mixes stages.
-    Adds an int ``stage`` column (1-based). Use with ``shuffle_dataset=False`` (SENTConfig sets it).
+    ``stages``: list of ``datasets.Dataset`` (stage 1 = lowest semantic entropy; a run without a curriculum is one
+    stage). Each (stage, epoch) block is cut to a multiple of ``prompts_per_generation`` (verl's ``drop_last``), so
+    a generation batch never mixes stages and the number of generation batches is
+    ``sum(len(stage) // prompts_per_generation) * epochs_per_stage``. Adds an int ``stage`` column numbered from
+    ``first_stage``. Use with ``shuffle_dataset=False`` (SENTConfig sets it).
     """
     from datasets import concatenate_datasets
 
     if not stages:
         raise ValueError("stages is empty: pass at least one curriculum stage")
     blocks = []
-    for index, stage in enumerate(stages, start=1):
+    for index, stage in enumerate(stages, start=first_stage):
         n_keep = len(stage) // prompts_per_generation * prompts_per_generation
         if n_keep == 0:
             raise ValueError(f"stage {index} has {len(stage)} prompts, fewer than one generation batch "
@@ -113,17 +120,19 @@ def truncate_metrics(path: str | Path, last_step: int) -> None:
 
 
 class MetricsJSONLCallback(TrainerCallback):
-    """Append one JSON line per optimizer step to ``path`` (main process), flushed at once."""
+    """Append one JSON line per optimizer step to ``path`` (main process), flushed at once. ``step_offset`` is added
+    to the trainer's step (the steps of earlier curriculum stages)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, step_offset: int = 0):
         self.path = Path(path)
+        self.step_offset = int(step_offset)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
         if any(key.startswith("eval_") for key in logs):
             return
-        row = {"step": state.global_step}
+        row = {"step": state.global_step + self.step_offset}
         for key, value in logs.items():
             row[key] = None if isinstance(value, float) and math.isnan(value) else value
         if row.get("stage") is not None:
@@ -147,7 +156,10 @@ class SENTTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "sent"]
 
-    def __init__(self, model, reward_funcs, args: SENTConfig, *pargs, **kwargs):
+    def __init__(self, model, reward_funcs, args: SENTConfig, *pargs, step_offset: int = 0,
+                 rollouts_dir: str | Path | None = None, **kwargs):
+        """``step_offset``: optimizer steps of earlier curriculum stages (added to recorded rollout steps);
+        ``rollouts_dir``: where recorded rollouts go (default ``<output_dir>/rollouts``)."""
         if not isinstance(args, SENTConfig):
             raise ValueError(f"args must be a SENTConfig, got {type(args).__name__}")
         self.loss_settings = args.loss_settings()
@@ -161,21 +173,17 @@ class SENTTrainer(GRPOTrainer):
         finally:
             args.beta = k3_beta
         self.beta = 1.0 if args.needs_reference() else 0.0
-        if args.curriculum_dir and args.ref_reset_per_stage and (self.is_deepspeed_enabled or self.is_fsdp_enabled):
-            raise NotImplementedError("ref_reset_per_stage with DeepSpeed/FSDP is not implemented: set "
-                                      "ref_reset_per_stage=false, or run each stage as its own `sent train` starting "
-                                      "from the previous stage's final/ folder")
         self._token_filter = load_token_filter(args.token_filter_fn) if args.token_filter == "content" else None
         self._token_str: dict[int, str] = {}
         self._gen_prompt_ids: list[str] = []
-        self._stage: int | None = None
+        self.step_offset = int(step_offset)
         self._rollout_rows: list[dict] = []
         self.recorder = None
         if args.record_rollouts_every:
             from sent.rollouts import RolloutRecorder
 
             meta = {"method": args.method, "seed": args.seed, "run": args.run_name, "config": args.to_dict()}
-            self.recorder = RolloutRecorder(Path(args.output_dir) / "rollouts", metadata=meta,
+            self.recorder = RolloutRecorder(Path(rollouts_dir or Path(args.output_dir) / "rollouts"), metadata=meta,
                                             max_rows=args.record_max_rows)
         self.add_callback(_RolloutFlush(self))
 
@@ -183,8 +191,6 @@ class SENTTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
         stages = [int(row.get("stage", 1)) for row in inputs]
-        if mode == "train":
-            self._on_stage(stages)
         output = super()._generate_and_score_completions(inputs)
         device = output["advantages"].device
         n_local = len(inputs)
@@ -221,36 +227,6 @@ class SENTTrainer(GRPOTrainer):
     def _eligible(self, completion_ids: torch.Tensor) -> torch.Tensor:
         rows = [self._token_filter(self._token_strings(ids)) for ids in completion_ids.tolist()]
         return torch.tensor(rows, dtype=torch.bool, device=completion_ids.device)  # (B, T)
-
-    # ------------------------------------------------------------------ curriculum stages and reference reset
-    def _on_stage(self, stages: list[int]) -> None:
-        stage = int(self.accelerator.gather(torch.tensor([max(stages)], device=self.accelerator.device)).max())
-        if stage == self._stage:
-            return
-        reset = self.args.curriculum_dir and self.args.ref_reset_per_stage and self.ref_model is not None
-        folder = Path(self.args.output_dir) / f"ref-stage{stage}"
-        if self._stage is None:  # fresh start or resume
-            if reset and stage > 1:
-                if not folder.exists():
-                    raise FileNotFoundError(f"resuming in stage {stage} needs the reference saved at the stage "
-                                            f"boundary in {folder}; it is missing")
-                self._load_reference(folder)
-        else:
-            logger.info("curriculum: stage %d -> %d at step %d", self._stage, stage, self.state.global_step)
-            if reset:
-                policy = self.accelerator.unwrap_model(self.model)
-                if self.accelerator.is_main_process:
-                    policy.save_pretrained(folder)
-                self.accelerator.wait_for_everyone()
-                self.accelerator.unwrap_model(self.ref_model).load_state_dict(policy.state_dict())
-        self._stage = stage
-
-    def _load_reference(self, folder: Path) -> None:
-        from transformers import AutoModelForCausalLM
-
-        saved = AutoModelForCausalLM.from_pretrained(folder, dtype=self.accelerator.unwrap_model(self.model).dtype)
-        self.accelerator.unwrap_model(self.ref_model).load_state_dict(saved.state_dict())
-        logger.info("reference model restored from %s", folder)
 
     # ------------------------------------------------------------------ loss
     def _compute_loss(self, model, inputs):
@@ -389,7 +365,7 @@ class SENTTrainer(GRPOTrainer):
         return bool(every) and (self.state.global_step + 1) % every == 0
 
     def _collect_rollouts(self, inputs, logps, entropies, mask, gates) -> None:
-        step = self.state.global_step + 1
+        step = self.state.global_step + 1 + self.step_offset
         ids = inputs["completion_ids"]
         for b in range(ids.size(0)):
             valid = mask[b]
@@ -414,4 +390,4 @@ class SENTTrainer(GRPOTrainer):
         rows = gather_object(self._rollout_rows) if self.accelerator.num_processes > 1 else self._rollout_rows
         self._rollout_rows = []
         if self.accelerator.is_main_process and rows:
-            self.recorder.write_step(step, rows)
+            self.recorder.write_step(step + self.step_offset, rows)

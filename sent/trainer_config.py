@@ -46,6 +46,9 @@ class SENTConfig(GRPOConfig):
     paper 0.001, §1.7), ``use_bias_correction_kl`` (k3 x IS ratio), ``epsilon``/``epsilon_high`` (PPO clip),
     ``entropy_coef`` (only for ``method=entropy_bonus``)."""
 
+    use_bias_correction_kl: bool = field(default=False, metadata=_help(
+        "Multiply the reference-KL terms (global k3 and SENT's token KL) by the IS ratio exp(logp - old_logp). "
+        "Default False as verl and the authors' fork (their k3 has no such factor); TRL's own default is True."))
     method: str = field(default="sent", metadata=_help(
         "Loss from the sent.losses registry: grpo, entropy_bonus, entropy_adv, clip_cov, kl_cov, high_entropy, sent, "
         "sent_release (DESIGN.md §5)."))
@@ -77,16 +80,21 @@ class SENTConfig(GRPOConfig):
     entropy_adv_kappa: float = field(default=2.0, metadata=_help(
         "entropy_adv: clip kappa, the entropy term is capped at |A|/kappa (Cheng et al.)."))
     clip_cov_ratio: float = field(default=0.0002, metadata=_help(
-        "clip_cov: fraction (0..1] of valid tokens whose gradient is detached (verl default 0.0002)."))
-    clip_cov_lb: float = field(default=1.0, metadata=_help("clip_cov: lower covariance bound of candidates (verl 1.0)."))
-    clip_cov_ub: float = field(default=5.0, metadata=_help("clip_cov: upper covariance bound of candidates (verl 5.0)."))
+        "clip_cov: fraction (0..1] of valid tokens whose gradient is detached (verl default and Cui et al.'s 7B/32B "
+        "recipes: 0.0002; their recipes also set epsilon = epsilon_high = 1)."))
+    clip_cov_lb: float = field(default=1.0, metadata=_help(
+        "clip_cov: lower covariance bound of candidates (verl default and Cui et al.'s recipes: 1.0)."))
+    clip_cov_ub: float = field(default=5.0, metadata=_help(
+        "clip_cov: upper covariance bound of candidates (verl default and Cui et al.'s recipes: 5.0)."))
     kl_cov_ratio: float = field(default=0.0002, metadata=_help(
-        "kl_cov: fraction (0..1] of valid tokens, highest covariance first, that get |logp-old| (verl 0.0002; "
-        "the original paper used 0.002 for 7B)."))
-    kl_cov_coef: float = field(default=0.1, metadata=_help("kl_cov: coefficient of |logp-old| (SENT repo 0.1; "
-                                                             "Cui et al. 1.0)."))
+        "kl_cov: fraction (0..1] of valid tokens, highest covariance first, that get |logp-old| (verl and SENT fork "
+        "default 0.0002; Cui et al.'s 7B recipe 0.002, 32B 0.0002)."))
+    kl_cov_coef: float = field(default=0.1, metadata=_help(
+        "kl_cov: coefficient ppo_kl_coef of |logp-old| (SENT fork / verl config default 0.1; Cui et al.'s recipes "
+        "1). Same default as sent.losses.LossSettings."))
     high_entropy_ratio: float = field(default=0.2, metadata=_help(
-        "high_entropy: fraction (0..1] of highest-entropy tokens that keep the policy gradient (2506.01939: 0.2)."))
+        "high_entropy: fraction (0..1] of highest-entropy tokens of the micro-batch, k = int(N*ratio + 0.9999), that "
+        "keep the policy gradient; the policy term is their mean (2506.01939: 0.2)."))
     release_kl_cov_ratio: float = field(default=0.0002, metadata=_help(
         "sent_release: top/bottom fraction of the low-entropy set by covariance (released code 0.0002)."))
     release_kl_coef: float = field(default=0.1, metadata=_help("sent_release: ppo_kl_coef (released code 0.1)."))
@@ -97,10 +105,14 @@ class SENTConfig(GRPOConfig):
     # --- curriculum (paper §3) ---
     curriculum_dir: str | None = field(default=None, metadata=_help(
         "Folder with manifest.json + stage_{i}.parquet (sent curriculum). Stages are trained in order, low SE first."))
-    epochs_per_stage: int = field(default=5, metadata=_help("Epochs over each stage (>=1). Released scripts: 5."))
-    ref_reset_per_stage: bool = field(default=True, metadata=_help(
-        "At a stage boundary, reset the reference model to the current policy (the released scripts start each "
-        "stage from the previous stage's checkpoint as actor and reference; the paper is silent)."))
+    epochs_per_stage: int = field(default=5, metadata=_help(
+        "Epochs over each curriculum stage (>=1). Released scripts: 5. Runs without a curriculum use num_train_epochs "
+        "(a whole number) the same way: passes over the shuffled table."))
+    curriculum_stage: int | None = field(default=None, metadata=_help(
+        "Train only this curriculum stage (1-based) as its own run, starting from model_name_or_path (the previous "
+        "stage's final weights, which TRL also loads as the reference model) with a fresh optimizer and LR schedule, "
+        "as the authors' scripts do. None: `sent train` runs every stage in turn, each as its own trainer. "
+        "reproduce/run_all.sh runs each stage as its own process (needed under DeepSpeed/FSDP)."))
     # --- token filter (analysis: linguistic filtering) ---
     token_filter: str = field(default="none", metadata=_help(
         "'none' or 'content': with 'content', tokens for which token_filter_fn is False (function words, "
@@ -118,10 +130,9 @@ class SENTConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         self._validate_sent()
-        if self.curriculum_dir is not None:
-            # The curriculum dataset is pre-ordered and already repeated epochs_per_stage times.
-            self.shuffle_dataset = False
-            self.num_train_epochs = 1
+        # `sent train` builds the data order itself (stages x epochs, shuffled per epoch, drop_last like verl) and
+        # sets max_steps from it, so TRL must neither reshuffle nor repeat it.
+        self.shuffle_dataset = False
 
     def _validate_sent(self) -> None:
         from sent.losses import LOSSES
@@ -141,7 +152,7 @@ class SENTConfig(GRPOConfig):
                                      "entropy_coef"),
             "off_policy_mask_threshold": (self.off_policy_mask_threshold, None, "set it to None"),
             "delta": (self.delta, None, "two-sided clipping is not implemented: set delta=None"),
-            "sync_ref_model": (self.sync_ref_model, False, "use ref_reset_per_stage for reference updates"),
+            "sync_ref_model": (self.sync_ref_model, False, "the reference is reset at each curriculum stage (stage runs)"),
         }
         for name, (value, ok, fix) in unsupported.items():
             if value != ok:
@@ -187,6 +198,12 @@ class SENTConfig(GRPOConfig):
             raise ValueError(f"token_filter_fn={self.token_filter_fn!r} must look like 'package.module:function'")
         if self.epochs_per_stage < 1:
             raise ValueError(f"epochs_per_stage={self.epochs_per_stage} must be >= 1")
+        if self.curriculum_stage is not None and (self.curriculum_stage < 1 or self.curriculum_dir is None):
+            raise ValueError(f"curriculum_stage={self.curriculum_stage} needs curriculum_dir and a value >= 1")
+        if self.curriculum_dir is None and self.max_steps <= 0 and (
+                self.num_train_epochs < 1 or float(self.num_train_epochs) != int(self.num_train_epochs)):
+            raise ValueError(f"num_train_epochs={self.num_train_epochs} must be a whole number >= 1 (every prompt is "
+                             "seen that many times; use max_steps for a partial pass)")
         if self.record_rollouts_every < 0 or self.record_max_rows < 1:
             raise ValueError("record_rollouts_every must be >= 0 (0 = off) and record_max_rows >= 1")
 

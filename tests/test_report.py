@@ -87,11 +87,12 @@ def test_unequal_sample_counts_rejected():
 def test_comparison_table_labels_ours_paper_mask_and_seeds(eval_df):
     ours = R.pass_at_k_table(eval_df, ks=(2,))
     table = R.comparison_table(ours, R.load_paper_table("pass@k"), ours_label="ours (cpu)", paper_label="paper (1.5B)")
-    assert table.loc[("ours (cpu)", "toy", "2"), "w/ SENT"] == "83.33 ± 23.57"
+    # our "sent" run is the paper formula: its own column; "w/ SENT" holds the released rule (sent_release)
+    assert table.loc[("ours (cpu)", "toy", "2"), R.PAPER_COLUMNS["sent"]] == "83.33 ± 23.57"
     assert table.loc[("ours (cpu)", "toy", "2"), "GRPO"] == "25.00"  # one seed: no ± shown
     assert table.loc[("ours (cpu)", "toy", "2"), "w/ Mask"] == R.NOT_RUN_NOTE
     assert table.loc[("paper (1.5B)", "Avg.", ""), "w/ SENT"] == "68.57"
-    assert table.loc[("paper (1.5B)", "Avg.", ""), "SENT (released code)"] == R.NOT_IN_PAPER
+    assert table.loc[("paper (1.5B)", "Avg.", ""), R.PAPER_COLUMNS["sent"]] == R.NOT_IN_PAPER
     assert R.seeds_note(1) == "single seed" and R.seeds_note(3) == "mean ± std over 3 seeds"
 
 

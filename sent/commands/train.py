@@ -24,7 +24,12 @@ class TrainScriptArguments:
         "needs --allow_download, fixtures in --dry_run).")})
     root: str = field(default="artifacts/cpu", metadata={"help": "Artifact root; the run goes to <root>/runs/<run>/seed<k>."})
     run: str | None = field(default=None, metadata={"help": "Run name (default: the method)."})
-    prompt_template: str = field(default="toy", metadata={"help": "'toy', 'paper' or a string with {problem}."})
+    prompt_template: str = field(default="toy", metadata={"help": (
+        "'toy', 'paper' (\\boxed{} instruction), 'dapo' (DAPO-Math-17k's 'Answer:' instruction) or a string with "
+        "{problem}.")})
+    reward_rule: str = field(default="math_verify", metadata={"help": (
+        "'math_verify' (last \\boxed{} checked by math-verify; the toy and evaluation) or 'math_dapo' (verl's "
+        "math_dapo.compute_score: Minerva 'Answer:' pattern on the last 300 characters; the paper profiles).")})
     chat: bool = field(default=False, metadata={"help": "Conversational prompts (chat template), for chat models."})
     reward_correct: float = field(default=1.0, metadata={"help": "Reward of a correct answer (released code: 1)."})
     reward_incorrect: float = field(default=0.0, metadata={"help": "Reward of a wrong answer (released code: -1)."})
@@ -78,30 +83,48 @@ def _load_rows(spec: str, script, dry_run: bool):
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl")
 
 
-def build_train_dataset(script, config, dry_run: bool = False):
-    """The training ``Dataset``: curriculum stages in order (``stage`` column) or one shuffled set."""
-    from sent.trainer import build_curriculum_dataset
+def _stage_tables(script, config, dry_run: bool) -> tuple[list, int]:
+    """The stages this run trains (``Dataset`` each) and the 1-based index of the first one.
 
+    Without a curriculum the whole table is one stage. With ``curriculum_stage`` only that stage is returned."""
     if config.curriculum_dir is None:
         if script.train_data == "curriculum":
             raise ValueError("train_data=curriculum needs --curriculum_dir <folder with manifest.json>")
-        return _rows_to_dataset(_load_rows(script.train_data, script, dry_run), script)
+        return [_rows_to_dataset(_load_rows(script.train_data, script, dry_run), script)], 1
     from sent.curriculum import load_stage, read_manifest
 
     if dry_run and not Path(config.curriculum_dir, "manifest.json").exists():
         logger.warning("dry run: %s has no manifest (make it with `sent curriculum`); using train_data as 1 stage",
                        config.curriculum_dir)
         spec = "synthetic:math:64" if script.train_data == "curriculum" else script.train_data
-        stages = [_rows_to_dataset(_load_rows(spec, script, dry_run), script)]
-    else:
-        manifest = read_manifest(config.curriculum_dir)
-        stages = [_rows_to_dataset(load_stage(config.curriculum_dir, s["index"]), script)
-                  for s in sorted(manifest["stages"], key=lambda s: s["index"])]
+        return [_rows_to_dataset(_load_rows(spec, script, dry_run), script)], config.curriculum_stage or 1
+    indices = sorted(s["index"] for s in read_manifest(config.curriculum_dir)["stages"])
+    if config.curriculum_stage is not None:
+        if config.curriculum_stage not in indices:
+            raise ValueError(f"curriculum_stage={config.curriculum_stage} is not in {config.curriculum_dir} "
+                             f"(stages {indices})")
+        indices = [config.curriculum_stage]
+    return [_rows_to_dataset(load_stage(config.curriculum_dir, i), script) for i in indices], indices[0]
+
+
+def build_train_dataset(script, config, dry_run: bool = False):
+    """The training ``Dataset`` in the order it is trained: each stage (the whole table when there is no curriculum)
+    repeated for its epochs, shuffled per epoch, cut to whole generation batches (verl's drop_last)."""
+    from sent.trainer import build_curriculum_dataset
+
+    stages, first = _stage_tables(script, config, dry_run)
+    epochs = config.epochs_per_stage if config.curriculum_dir is not None else int(config.num_train_epochs)
     per_gen = config.generation_batch_size // config.num_generations
     if dry_run:
         per_gen = min(per_gen, min(len(s) for s in stages))
-    return build_curriculum_dataset(stages, epochs_per_stage=config.epochs_per_stage, prompts_per_generation=per_gen,
-                                    seed=config.seed)
+    return build_curriculum_dataset(stages, epochs_per_stage=epochs, prompts_per_generation=per_gen,
+                                    seed=config.seed, first_stage=first)
+
+
+def planned_max_steps(config, n_rows: int) -> int:
+    """Optimizer steps that make exactly one pass over the built dataset: generation batches x updates per batch."""
+    per_gen = config.generation_batch_size // config.num_generations
+    return n_rows // per_gen * config.updates_per_generation()
 
 
 def _write_config(out: Path, script, config, model_args) -> None:
@@ -130,26 +153,104 @@ def main(argv: list[str] | None = None) -> int:
     script, config, model_args = _parse(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run = script.run or config.method
-    out = Path(script.root) / "runs" / run / f"seed{config.seed}"
-    config.output_dir = str(out)
+    run_dir = Path(script.root) / "runs" / run / f"seed{config.seed}"
     config.run_name = f"{run}/seed{config.seed}"
-    dataset = build_train_dataset(script, config, dry_run=script.dry_run)
     if script.dry_run:
-        logger.info("dry run OK: method=%s, %d training rows, output would be %s", config.method, len(dataset), out)
+        dataset = build_train_dataset(script, config, dry_run=True)
+        logger.info("dry run OK: method=%s, %d training rows (%d optimizer steps), output would be %s", config.method,
+                    len(dataset), planned_max_steps(config, len(dataset)), run_dir)
         return 0
-    if (out / "DONE").exists():
-        logger.info("%s is complete (DONE exists); nothing to do", out)
+    if (run_dir / "DONE").exists():
+        logger.info("%s is complete (DONE exists); nothing to do", run_dir)
         return 0
+    if config.curriculum_dir is None:
+        return _train_part(script, config, model_args, run_dir, run_dir, step_offset=0)
+    from sent.curriculum import read_manifest
+
+    all_stages = sorted(s["index"] for s in read_manifest(config.curriculum_dir)["stages"])
+    todo = [config.curriculum_stage] if config.curriculum_stage is not None else all_stages
+    for stage in todo:
+        rc = _train_stage(script, config, model_args, run_dir, stage, all_stages)
+        if rc:
+            return rc
+    return 0
+
+
+def _stage_steps(run_dir: Path, stage: int) -> int:
+    done = run_dir / f"stage{stage}" / "DONE"
+    if not done.exists():
+        raise FileNotFoundError(f"curriculum stage {stage} of {run_dir} has not finished ({done} is missing): run "
+                                f"`sent train ... --curriculum_stage {stage}` first")
+    return int(done.read_text().split()[1])
+
+
+def _train_stage(script, config, model_args, run_dir: Path, stage: int, all_stages: list[int]) -> int:
+    """One curriculum stage as its own training: init and reference = the previous stage's final weights (the base
+    model for stage 1), fresh optimizer and LR schedule; steps and rollouts continue the earlier stages' numbering."""
+    import copy
+
+    stage_dir = run_dir / f"stage{stage}"
+    earlier = [s for s in all_stages if s < stage]
+    offset = sum(_stage_steps(run_dir, s) for s in earlier)
+    if not (stage_dir / "DONE").exists():
+        config = copy.deepcopy(config)
+        config.curriculum_stage = stage
+        model_args = copy.deepcopy(model_args)
+        if earlier:
+            model_args.model_name_or_path = str(run_dir / f"stage{earlier[-1]}" / "final")
+        logger.info("curriculum stage %d of %s: from %s, steps after %d", stage, all_stages,
+                    model_args.model_name_or_path, offset)
+        rc = _train_part(script, config, model_args, stage_dir, run_dir, step_offset=offset)
+        if rc:
+            return rc
+    if stage == all_stages[-1]:
+        _finish_run(run_dir, stage_dir, offset + _stage_steps(run_dir, stage))
+    return 0
+
+
+def _finish_run(run_dir: Path, last_stage_dir: Path, total_steps: int) -> None:
+    """The run's final/ is the last stage's (hard links where possible), then the run's DONE marker."""
+    import shutil
+
+    from sent.io import atomic_write_text
+
+    final = run_dir / "final"
+    tmp = run_dir / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(last_stage_dir / "final", tmp, copy_function=_link_or_copy)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    atomic_write_text(run_dir / "DONE", f"step {total_steps}\n")
+
+
+def _link_or_copy(src, dst):
+    import os
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _train_part(script, config, model_args, out: Path, run_dir: Path, step_offset: int) -> int:
+    """Train one part (a whole run, or one curriculum stage) into ``out``; metrics and rollouts go to ``run_dir``."""
+    config.output_dir = str(out)
+    dataset = build_train_dataset(script, config)
+    if config.max_steps <= 0:
+        config.max_steps = planned_max_steps(config, len(dataset))
     out.mkdir(parents=True, exist_ok=True)
     _write_config(out, script, config, model_args)
-    return _train(script, config, model_args, dataset, out)
+    if out != run_dir:
+        _write_config(run_dir, script, config, model_args)
+    return _train(script, config, model_args, dataset, out, run_dir, step_offset)
 
 
-def _train(script, config, model_args, dataset, out: Path) -> int:
+def _train(script, config, model_args, dataset, out: Path, run_dir: Path, step_offset: int) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sent.io import atomic_write_text
-    from sent.rewards import make_accuracy_reward
+    from sent.rewards import make_reward
     from sent.rollouts import RolloutRecorder
     from sent.trainer import MetricsJSONLCallback, SENTTrainer, truncate_metrics
 
@@ -162,11 +263,12 @@ def _train(script, config, model_args, dataset, out: Path) -> int:
     checkpoint, step = _resume_point(out)
     if checkpoint is not None:
         logger.info("resuming from %s (step %d)", checkpoint, step)
-    truncate_metrics(out / "metrics.jsonl", step)
-    RolloutRecorder(out / "rollouts").drop_after(step)
-    reward = make_accuracy_reward(script.reward_correct, script.reward_incorrect)
+    truncate_metrics(run_dir / "metrics.jsonl", step_offset + step)
+    RolloutRecorder(run_dir / "rollouts").drop_after(step_offset + step)
+    reward = make_reward(script.reward_rule, correct=script.reward_correct, incorrect=script.reward_incorrect)
     trainer = SENTTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[MetricsJSONLCallback(out / "metrics.jsonl")])
+                          processing_class=tokenizer, step_offset=step_offset, rollouts_dir=run_dir / "rollouts",
+                          callbacks=[MetricsJSONLCallback(run_dir / "metrics.jsonl", step_offset=step_offset)])
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.global_step < trainer.state.max_steps:
         logger.warning("training stopped at step %d of %d; rerun the same command to resume", trainer.state.global_step,
@@ -180,4 +282,5 @@ def _train(script, config, model_args, dataset, out: Path) -> int:
         if prompt_file.exists():
             atomic_write_text(out / "final" / "sent_prompt.json", prompt_file.read_text())
         atomic_write_text(out / "DONE", f"step {trainer.state.global_step}\n")
+    trainer.accelerator.wait_for_everyone()
     return 0
