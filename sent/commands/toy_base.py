@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="artifact root (default: artifacts/<profile>)")
     p.add_argument("--profile", default="cpu", choices=["cpu", "smoke"], help="size/budget preset")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap on SFT (profile default)")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock safety cap in minutes: SFT fails (saves nothing) when it passes it; off by default")
     p.add_argument("--steps", type=int, default=None, help="maximum SFT steps (profile default)")
     p.add_argument("--target-pass-at-1", type=float, default=None,
                    help="stop SFT once held-out sampled pass@1 (T=1) reaches this (profile default)")
