@@ -76,13 +76,13 @@ def make_samples(n_prompts: int, m: int = 8, seed: int = 0) -> pd.DataFrame:
 def naive_cluster(answers: list[str | None]) -> list[int]:
     """The library's greedy clustering, but with a fresh parse + bidirectional verify at every comparison.
 
-    Missing answers are singletons (never equal to anything), as in ``cluster_answers``.
+    Missing answers share one cluster, as in ``cluster_answers(unparsable="shared")``.
     """
     from math_verify import parse, verify
 
     def same(a, b) -> bool:
         if not a or not b:
-            return False
+            return not a and not b
         pa, pb = parse(f"${a}$"), parse(f"${b}$")
         return bool(pa and pb and verify(pb, pa) and verify(pa, pb))
 

@@ -133,6 +133,14 @@ def write_curriculum(df_or_path: pd.DataFrame | str | os.PathLike, out_dir: str 
     else:
         path = require_artifact(df_or_path, "sent semantic-entropy")
         df, source, digest = pd.read_parquet(path), str(path), file_sha256(path)
+    if "all_no_answer" in df.columns and df["se"].isna().any():
+        # `sent semantic-entropy --unparsable exclude`: SE is undefined for a prompt none of whose answers has a
+        # final answer; such prompts cannot be placed by SE, so they stay out of the curriculum (and say so).
+        undefined = df["se"].isna() & df["all_no_answer"].astype(bool)
+        if undefined.any():
+            logger.warning("%d of %d prompts have no final answer in any sample (SE undefined under "
+                           "--unparsable exclude): left out of the curriculum", int(undefined.sum()), len(df))
+            df = df[~undefined].reset_index(drop=True)
     stages = split_stages(df, n_stages, method, thresholds=thresholds, quantiles=quantiles, seed=seed)
     out = Path(out_dir)
     records = []

@@ -24,12 +24,21 @@ Greedy clustering as in Farquhar et al. (Nature 2024, ``get_semantic_ids``): eac
 member of every existing cluster in order and joins the first match, else it opens a new cluster. Equivalence that is
 not transitive is therefore resolved by order of appearance.
 
-Unparsable answers: a completion without ``\\boxed{}`` (answer ``None``) or with an empty box is its own singleton
-cluster. A non-empty answer math-verify cannot parse, an answer longer than :data:`MAX_ANSWER_CHARS`, or a plain word
-(``blah``, ``yes``: math-verify would read it as a product of symbols, so ``blah == halb``) is matched by its
-normalised string only, and so is an answer whose parse would build an astronomically large integer
-(``10^{10^{10}}``, ``12345!``: sympy computes those in C where no timeout can stop it). All of these count in
-``n_unparsable``.
+Missing answers (rule ``unparsable``): a completion with no final answer (no ``\\boxed{}``, an unclosed box of a
+generation cut at ``max_new_tokens``, an empty box: answer ``None``) is not a meaning of its own. Counting each as a
+singleton cluster, as an earlier version did, gives a prompt whose 8 answers were all cut SE = ln 8, and the
+curriculum would sort by "did not finish" (plan-audit.md finding 4). Two rules, see :data:`UNPARSABLE_RULES`:
+
+* ``"shared"`` (default): all missing answers of a prompt form ONE shared "no answer" cluster; a prompt with no
+  answer at all gets SE 0. SE still counts "did not answer" as one outcome among the others.
+* ``"exclude"``: missing answers are dropped (cluster id -1) and SE is computed over the answered samples only; a
+  prompt with no answer at all gets SE NaN (``all_no_answer`` is True; ``sent curriculum`` needs those rows dropped).
+
+A non-empty answer math-verify cannot parse, an answer longer than :data:`MAX_ANSWER_CHARS`, or a plain word
+(``blah``, ``yes``: math-verify would read it as a product of symbols, so ``blah == halb``) is a real answer: it is
+matched by its normalised string only, and so is an answer whose parse would build an astronomically large integer
+(``10^{10^{10}}``, ``12345!``: sympy computes those in C where no timeout can stop it). These and the missing answers
+count in ``n_unparsable``; only the missing ones count in ``n_no_answer`` and follow the rule above.
 
 Timeouts: math-verify bounds ``parse``/``verify`` with ``signal.alarm``, which only works in a process's main thread.
 :func:`score_dataset` runs its workers in separate processes (each in its own main thread). When called from a
@@ -59,6 +68,9 @@ logger = logging.getLogger(__name__)
 MAX_ANSWER_CHARS = 200  # longer extracted answers are compared by exact string only (never parsed)
 MAX_TEXT_CHARS = 100_000  # extract_answer only scans the last this many characters of a completion
 DEFAULT_TIMEOUT_S = 5  # math-verify's own default for parse and verify
+
+UNPARSABLE_RULES = ("shared", "exclude")  # what happens to answers with no final answer (module docstring)
+TRUNCATED_WARN_RATIO = 0.05  # above this share of cut answers `sent semantic-entropy` warns (plan-audit.md finding 4)
 
 Equivalence = str | Callable[[str, str], bool]
 
@@ -333,8 +345,26 @@ def _greedy(items: Sequence, same: Callable[[object, object], bool]) -> list[int
     return ids
 
 
-def _cluster_math(answers: Sequence[str | None], timeout_s: int | None) -> tuple[list[int], list[bool], list]:
-    """Cluster ids, unparsable flags and canonical forms of a group of math answers."""
+def _check_unparsable(unparsable: str) -> None:
+    if unparsable not in UNPARSABLE_RULES:
+        raise ValueError(f"unparsable={unparsable!r} is not valid; use one of {list(UNPARSABLE_RULES)}")
+
+
+def _number(labels: Sequence, unparsable: str) -> list[int]:
+    """Cluster ids from 0 in order of first appearance. A ``None`` label is a missing answer: all of them share one
+    cluster (``"shared"``) or get -1 (``"exclude"``)."""
+    ids, remap = [], {}
+    for label in labels:
+        if label is None and unparsable == "exclude":
+            ids.append(-1)
+        else:
+            ids.append(remap.setdefault(label, len(remap)))
+    return ids
+
+
+def _cluster_math(answers: Sequence[str | None], timeout_s: int | None,
+                  unparsable: str = "shared") -> tuple[list[int], list[bool], list]:
+    """Cluster ids, unparsable flags and canonical forms (``None`` = no answer) of a group of math answers."""
     canon = [canonicalize(a) for a in answers]
     keys: dict[tuple, Canonical] = {}
     for c in canon:
@@ -342,49 +372,49 @@ def _cluster_math(answers: Sequence[str | None], timeout_s: int | None) -> tuple
             keys[c.key] = c
     key_list = list(keys.values())
     key_cluster = dict(zip(keys, _greedy(key_list, lambda a, b: math_equivalent(a, b, timeout_s))))
-    ids, unparsable, remap = [], [], {}
-    for c in canon:
-        label = ("none", len(ids)) if c is None else ("k", key_cluster[c.key])
-        ids.append(remap.setdefault(label, len(remap)))
-        bad = c is None or not (c.key[0] == "q" or parsed(c, timeout_s))
-        unparsable.append(bad)
-    return ids, unparsable, canon
+    ids = _number([None if c is None else key_cluster[c.key] for c in canon], unparsable)
+    bad = [c is None or not (c.key[0] == "q" or parsed(c, timeout_s)) for c in canon]
+    return ids, bad, canon
+
+
+def _answer_keys(answers: Sequence[str | None], equivalence: Equivalence) -> list[str | None]:
+    """Matching key of each answer for ``"exact"`` or a callable; ``None`` = no answer."""
+    if equivalence == "exact":
+        return [normalize_answer(a) or None if isinstance(a, str) else None for a in answers]
+    if callable(equivalence):
+        return [a if isinstance(a, str) and a.strip() else None for a in answers]
+    raise ValueError(f"equivalence={equivalence!r} is not valid; use 'math', 'exact' or a callable (a, b) -> bool")
 
 
 def cluster_answers(answers: Sequence[str | None], equivalence: Equivalence = "math",
-                    timeout_s: int | None = DEFAULT_TIMEOUT_S) -> list[int]:
+                    timeout_s: int | None = DEFAULT_TIMEOUT_S, unparsable: str = "shared") -> list[int]:
     """Semantic cluster id of each answer, numbered from 0 in order of first appearance.
 
     Args:
-        answers: extracted final answers (``None`` = no answer; always its own singleton cluster).
+        answers: extracted final answers (``None`` or empty = no answer, handled by ``unparsable``).
         equivalence: ``"math"`` (math-verify both ways, parse-once canonicalisation: see the module docstring),
             ``"exact"`` (equal :func:`normalize_answer` strings), or a callable ``equivalence(a, b) -> bool`` for free
             text, e.g. bidirectional entailment with an NLI model or cosine similarity of embeddings above a threshold
             (Kuhn et al. 2023; Farquhar et al. 2024). Callables are applied greedily, comparing each answer to the
             first member of each cluster; identical strings are merged without calling it.
         timeout_s: math-verify timeout per call (disabled automatically off the main thread).
+        unparsable: ``"shared"`` (all missing answers form one "no answer" cluster) or ``"exclude"`` (they get
+            cluster id -1 and are left out of SE); see the module docstring.
 
-    Example: ``cluster_answers(["1/2", "0.5", "\\\\frac{2}{4}", "3", None, "3"])`` -> ``[0, 0, 0, 1, 2, 1]``.
+    Example: ``cluster_answers(["1/2", "0.5", "\\\\frac{2}{4}", None, "3", None])`` -> ``[0, 0, 0, 1, 2, 1]``;
+    with ``unparsable="exclude"`` -> ``[0, 0, 0, -1, 1, -1]``.
     """
+    _check_unparsable(unparsable)
     answers = list(answers)
     if equivalence == "math":
-        return _cluster_math(answers, timeout_s)[0]
-    if equivalence == "exact":
-        keys = [normalize_answer(a) if isinstance(a, str) else None for a in answers]
-    elif callable(equivalence):
-        keys = [a if isinstance(a, str) and a.strip() else None for a in answers]
-    else:
-        raise ValueError(f"equivalence={equivalence!r} is not valid; use 'math', 'exact' or a callable (a, b) -> bool")
+        return _cluster_math(answers, timeout_s, unparsable)[0]
+    keys = _answer_keys(answers, equivalence)
     distinct = list(dict.fromkeys(k for k in keys if k))  # identical strings are always one cluster
     if callable(equivalence):
         key_cluster = dict(zip(distinct, _greedy(distinct, lambda a, b: bool(equivalence(a, b)))))
     else:
         key_cluster = {k: i for i, k in enumerate(distinct)}
-    ids, remap = [], {}
-    for k in keys:
-        label = ("none", len(ids)) if not k else ("k", key_cluster[k])
-        ids.append(remap.setdefault(label, len(remap)))
-    return ids
+    return _number([None if k is None else key_cluster[k] for k in keys], unparsable)
 
 
 # --------------------------------------------------------------------------------------------------------- entropy
@@ -438,20 +468,23 @@ def semantic_entropy(cluster_ids: Sequence[int], log_likelihoods: Sequence[float
 
 
 # ------------------------------------------------------------------------------------------------- dataset scoring
-def _score_group(answers: list, gold: str | None, equivalence: Equivalence,
-                 timeout_s: int | None) -> tuple[list[int], list[bool], list | None]:
-    """Cluster ids, unparsable flags and (when ``gold`` is given) per-answer correctness of one prompt."""
+def _score_group(answers: list, gold: str | None, equivalence: Equivalence, timeout_s: int | None,
+                 unparsable: str = "shared") -> tuple[list[int], list[bool], list[bool], list | None]:
+    """Cluster ids, no-answer flags, unparsable flags and (when ``gold`` is given) per-answer correctness of one
+    prompt."""
     if equivalence == "math":
-        ids, bad, canon = _cluster_math(answers, timeout_s)
+        ids, bad, canon = _cluster_math(answers, timeout_s, unparsable)
+        missing = [c is None for c in canon]
     else:
-        ids = cluster_answers(answers, equivalence, timeout_s)
-        bad = [not (isinstance(a, str) and a.strip()) for a in answers]
+        ids = cluster_answers(answers, equivalence, timeout_s, unparsable)
+        missing = [k is None for k in _answer_keys(answers, equivalence)]
+        bad = missing
         canon = [canonicalize(a) for a in answers]
     if gold is None:
-        return ids, bad, None
+        return ids, missing, bad, None
     g = canonicalize(extract_answer(gold) or gold)
     if g is None:
-        return ids, bad, None
+        return ids, missing, bad, None
     correct, memo = [], {}
     for c in canon:
         if c is None:
@@ -461,15 +494,16 @@ def _score_group(answers: list, gold: str | None, equivalence: Equivalence,
             memo[c.key] = (matches_gold(g, c, timeout_s) if equivalence == "math"
                            else normalize_answer(c.raw) == normalize_answer(g.raw))
         correct.append(memo[c.key])
-    return ids, bad, correct
+    return ids, missing, bad, correct
 
 
-def _score_chunk(chunk: list[tuple[list, str | None]], equivalence: Equivalence, timeout_s: int | None) -> list:
-    return [_score_group(answers, gold, equivalence, timeout_s) for answers, gold in chunk]
+def _score_chunk(chunk: list[tuple[list, str | None]], equivalence: Equivalence, timeout_s: int | None,
+                 unparsable: str) -> list:
+    return [_score_group(answers, gold, equivalence, timeout_s, unparsable) for answers, gold in chunk]
 
 
 def _run_groups(groups: list[tuple[list, str | None]], equivalence: Equivalence, num_proc: int,
-                timeout_s: int | None) -> list:
+                timeout_s: int | None, unparsable: str = "shared") -> list:
     """Score all groups, in ``num_proc`` worker processes by chunks of prompts, with a tqdm bar."""
     from tqdm.auto import tqdm
 
@@ -480,7 +514,7 @@ def _run_groups(groups: list[tuple[list, str | None]], equivalence: Equivalence,
             logger.warning("equivalence callable is not picklable; scoring in this process (num_proc=1)")
             num_proc = 1
     if num_proc <= 1 or len(groups) < 64:
-        return [_score_group(a, g, equivalence, timeout_s)
+        return [_score_group(a, g, equivalence, timeout_s, unparsable)
                 for a, g in tqdm(groups, desc="semantic entropy", unit="prompt", mininterval=2)]
     if equivalence == "math":
         import math_verify  # noqa: F401  (imported once here, inherited by forked workers)
@@ -489,7 +523,7 @@ def _run_groups(groups: list[tuple[list, str | None]], equivalence: Equivalence,
     results: list = [None] * len(starts)
     with ProcessPoolExecutor(max_workers=num_proc) as pool, \
             tqdm(total=len(groups), desc="semantic entropy", unit="prompt", mininterval=2) as bar:
-        futures = {pool.submit(_score_chunk, groups[s:s + size], equivalence, timeout_s): i
+        futures = {pool.submit(_score_chunk, groups[s:s + size], equivalence, timeout_s, unparsable): i
                    for i, s in enumerate(starts)}
         for fut in as_completed(futures):
             i = futures[fut]
@@ -499,22 +533,26 @@ def _run_groups(groups: list[tuple[list, str | None]], equivalence: Equivalence,
 
 
 def score_dataset(samples: pd.DataFrame, equivalence: Equivalence = "math", num_proc: int | None = None,
-                  gold: dict | None = None, timeout_s: int | None = DEFAULT_TIMEOUT_S
+                  gold: dict | None = None, timeout_s: int | None = DEFAULT_TIMEOUT_S, unparsable: str = "shared"
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-prompt semantic entropy of a table of sampled completions.
 
     Args:
         samples: one row per sampled completion with columns ``prompt_id``, ``completion`` and optionally
-            ``loglik`` (sum of token log-probs) and ``n_tokens`` (for length-normalised ``se_weighted``).
+            ``loglik`` (sum of token log-probs), ``n_tokens`` (for length-normalised ``se_weighted``) and
+            ``truncated`` (bool: the completion hit ``max_new_tokens`` without an EOS).
         equivalence: see :func:`cluster_answers`.
         num_proc: worker processes (``None`` = ``os.cpu_count()``); small inputs run in-process.
         gold: optional ``{prompt_id: gold answer}``; adds ``n_correct``/``accuracy`` and a per-sample ``correct``.
         timeout_s: math-verify timeout per call in the workers (``None`` disables it).
+        unparsable: ``"shared"`` or ``"exclude"``: what missing answers do to SE (module docstring).
 
     Returns:
         ``(per_prompt, per_sample)``. ``per_prompt`` (first-appearance order): ``prompt_id, se, se_weighted,
-        n_clusters, n_samples, n_unparsable`` (+ ``n_correct, accuracy``; NaN for prompts missing from ``gold``).
-        ``per_sample``: ``samples`` with ``answer`` and ``cluster`` (+ ``correct``, nullable bool) added.
+        n_clusters, n_samples, n_unparsable, n_no_answer, all_no_answer`` (+ ``n_truncated`` when ``samples`` has
+        ``truncated``; + ``n_correct, accuracy``, NaN for prompts missing from ``gold``). With ``"exclude"``, SE and
+        ``n_clusters`` count the answered samples only, and SE is NaN when ``all_no_answer``. ``per_sample``:
+        ``samples`` with ``answer`` and ``cluster`` (-1 = excluded) (+ ``correct``, nullable bool) added.
     """
     if not isinstance(samples, pd.DataFrame):
         raise ValueError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
@@ -523,6 +561,7 @@ def score_dataset(samples: pd.DataFrame, equivalence: Equivalence = "math", num_
             raise ValueError(f"samples is missing column {col!r}; columns are {list(samples.columns)}")
     if num_proc is not None and num_proc < 1:
         raise ValueError(f"num_proc must be >= 1 or None, got {num_proc}")
+    _check_unparsable(unparsable)
     num_proc = num_proc or os.cpu_count() or 1
     out = samples.reset_index(drop=True).copy()
     out["answer"] = [extract_answer(c) for c in out["completion"]]
@@ -532,21 +571,30 @@ def score_dataset(samples: pd.DataFrame, equivalence: Equivalence = "math", num_
     rows = [order[bounds[p]:bounds[p + 1]] for p in range(len(uniques))]  # row indices of each prompt
     answers = out["answer"].tolist()
     groups = [([answers[i] for i in r], None if gold is None else gold.get(pid)) for pid, r in zip(uniques, rows)]
-    results = _run_groups(groups, equivalence, num_proc, timeout_s)
+    results = _run_groups(groups, equivalence, num_proc, timeout_s, unparsable)
 
     has_ll = "loglik" in out.columns
     ll = out["loglik"].to_numpy(dtype=np.float64) if has_ll else None
     lens = out["n_tokens"].to_numpy(dtype=np.float64) if has_ll and "n_tokens" in out.columns else None
+    cut = out["truncated"].to_numpy(dtype=bool) if "truncated" in out.columns else None
     cluster = np.zeros(len(out), dtype=np.int64)
     correct = pd.array([pd.NA] * len(out), dtype="boolean")  # NA where the prompt has no (parsable) gold
     table = []
-    for pid, r, (ids, bad, corr) in zip(uniques, rows, results):
+    for pid, r, (ids, missing, bad, corr) in zip(uniques, rows, results):
         cluster[r] = ids
-        se_w = float("nan")
-        if ll is not None and np.isfinite(ll[r]).all():
-            se_w = semantic_entropy(ids, ll[r], None if lens is None else np.maximum(lens[r], 1))
-        rec = {"prompt_id": pid, "se": semantic_entropy(ids), "se_weighted": se_w, "n_clusters": len(set(ids)),
-               "n_samples": len(ids), "n_unparsable": int(sum(bad))}
+        ids = np.asarray(ids)
+        kept = r[ids >= 0]  # rows that enter SE: all of them, or the answered ones under "exclude"
+        ids = ids[ids >= 0]
+        se, se_w = float("nan"), float("nan")
+        if ids.size:
+            se = semantic_entropy(ids)
+            if ll is not None and np.isfinite(ll[kept]).all():
+                se_w = semantic_entropy(ids, ll[kept], None if lens is None else np.maximum(lens[kept], 1))
+        rec = {"prompt_id": pid, "se": se, "se_weighted": se_w, "n_clusters": len(set(ids.tolist())),
+               "n_samples": len(r), "n_unparsable": int(sum(bad)), "n_no_answer": int(sum(missing)),
+               "all_no_answer": bool(all(missing))}
+        if cut is not None:
+            rec["n_truncated"] = int(cut[r].sum())
         if gold is not None:
             if corr is not None:
                 correct[r] = np.asarray(corr, dtype=bool)
@@ -560,3 +608,41 @@ def score_dataset(samples: pd.DataFrame, equivalence: Equivalence = "math", num_
     if gold is not None and len(per_prompt):
         per_prompt["n_correct"] = per_prompt["n_correct"].astype("Int64")
     return per_prompt, out
+
+
+# ------------------------------------------------------------------------------------------------ answer quality
+def answer_quality(table: pd.DataFrame) -> dict:
+    """How many of the sampled answers behind a per-prompt SE table were cut or had no final answer.
+
+    Returns ``n_prompts``, ``n_answers``, ``prompts_truncated`` (prompts with at least one cut answer) and the shares
+    of all answers ``truncated_ratio``, ``no_answer_ratio``, ``unparsable_ratio``. A value is ``None`` when the
+    table lacks its column (tables written before ``n_truncated``/``n_no_answer`` existed).
+    """
+    n_answers = int(table["n_samples"].sum()) if "n_samples" in table.columns else 0
+
+    def ratio(col: str) -> float | None:
+        return float(table[col].sum() / n_answers) if col in table.columns and n_answers else None
+
+    return {"n_prompts": len(table), "n_answers": n_answers,
+            "prompts_truncated": int((table["n_truncated"] > 0).sum()) if "n_truncated" in table.columns else None,
+            "truncated_ratio": ratio("n_truncated"), "no_answer_ratio": ratio("n_no_answer"),
+            "unparsable_ratio": ratio("n_unparsable")}
+
+
+def answer_quality_note(table: pd.DataFrame, meta: dict) -> str:
+    """One line for the SE figure: shares of cut, answer-less and unparsable answers and the missing-answer rule
+    (``meta`` = the SE table's ``sent`` metadata); "not recorded" where an older table lacks a column or key."""
+    q = answer_quality(table)
+
+    def pct(v: float | None) -> str:
+        return "not recorded" if v is None else f"{100 * v:.1f}%"
+
+    budget = meta.get("max_new_tokens")
+    n_none = int(table["all_no_answer"].sum()) if "all_no_answer" in table.columns else 0
+    rule = {"shared": "one shared 'no answer' cluster",
+            "exclude": f"excluded from SE ({n_none} prompts without any answer have no SE and are not drawn)"}.get(
+        meta.get("unparsable"), "not recorded (older tables: each its own cluster)")
+    return (f"answers cut at {f'max_new_tokens={budget}' if budget else 'the token budget'}: "
+            f"{pct(q['truncated_ratio'])}; "
+            f"no final answer: {pct(q['no_answer_ratio'])}; unparsable: {pct(q['unparsable_ratio'])}; "
+            f"missing answers: {rule}")

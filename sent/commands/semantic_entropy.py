@@ -4,8 +4,10 @@
     sent semantic-entropy --model /models/r1-1.5b --dataset dapo --source dapo.parquet --backend vllm --M 8
 
 Writes ``<out>/<domain>_samples.parquet`` (one row per sampled answer) and ``<out>/<domain>.parquet`` (one row
-per prompt), schemas in docs/ARCHITECTURE.md, with ``M``, ``temperature``, ``model``, ``seed`` in the parquet
-metadata. ``<out>`` defaults to ``<root>/se``. SE is computed once with the initial policy (paper §3.1).
+per prompt), schemas in docs/ARCHITECTURE.md, with ``M``, ``temperature``, ``model``, ``seed``, ``max_new_tokens`` and
+``unparsable`` in the parquet metadata. ``<out>`` defaults to ``<root>/se``. SE is computed once with the initial
+policy (paper §3.1). Sample at least as long as training's ``max_completion_length``: a cut chain of thought has no
+final answer, and the closing log line warns when more than 5% of answers were cut (plan-audit.md finding 4).
 
 Resumable: prompts are processed in chunks; each scored chunk is written atomically to
 ``<out>/.parts_<domain>/``. A killed job keeps its finished chunks and continues from the first missing one;
@@ -25,12 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from sent.semantic_entropy import TRUNCATED_WARN_RATIO, UNPARSABLE_RULES, answer_quality
+
 
 logger = logging.getLogger(__name__)
 
 SE_COLUMNS = ["prompt_id", "problem", "answer", "level", "domain", "se", "se_weighted", "n_clusters", "n_samples",
-              "n_correct", "accuracy", "n_unparsable"]
-SAMPLE_COLUMNS = ["prompt_id", "sample_id", "completion", "answer", "cluster", "loglik", "n_tokens", "correct"]
+              "n_correct", "accuracy", "n_unparsable", "n_no_answer", "all_no_answer", "n_truncated"]
+SAMPLE_COLUMNS = ["prompt_id", "sample_id", "completion", "answer", "cluster", "loglik", "n_tokens", "truncated",
+                  "correct"]
 
 
 # ------------------------------------------------------------------------------------ shared with `sent eval`
@@ -91,28 +96,47 @@ def read_prompt_config(model_path: str) -> dict:
 
 def render(df: pd.DataFrame, tokenizer, template: str, prompt_config: dict) -> pd.DataFrame:
     """Add the ``prompt`` column. ``template="auto"``: the model folder's own template (``sent_prompt.json``),
-    else the paper's instruction inside the tokenizer's chat template (plain when it has none)."""
+    else the paper's instruction inside the tokenizer's chat template (plain when it has none). ``"paper"`` and
+    ``"dapo"`` (DAPO-Math-17k's ``Answer:`` wording) go inside the chat template; other names and literals do not."""
     from sent.data import render_prompts
     from sent.data.benchmarks import render_paper_prompts
 
     if template == "auto":
         template = prompt_config.get("template", "paper")
-    if template == "paper":
-        return render_paper_prompts(df, tokenizer)
+    if template == "dapo":  # answers are still extracted from \boxed{} (sent.semantic_entropy.extract_answer)
+        logger.warning("template 'dapo' asks for an 'Answer:' line, but SE clustering and eval scoring read the last "
+                       "\\boxed{}: answers without a box count as 'no final answer'")
+    if template in ("paper", "dapo"):
+        return render_paper_prompts(df, tokenizer, template)
     return render_prompts(df, template)
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Sampling options shared by ``semantic-entropy`` and ``eval``."""
+def _n_prompts(value: str) -> int | None:
+    """``--n-prompts``: an integer >= 1, or 'all' (None)."""
+    if value == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--n-prompts {value!r}: an integer >= 1 or 'all'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--n-prompts {value!r}: an integer >= 1 or 'all'")
+    return n
+
+
+def add_model_args(p: argparse.ArgumentParser, max_new_tokens_help: str = "") -> None:
+    """Sampling options shared by ``semantic-entropy`` and ``eval``; ``max_new_tokens_help`` is appended to the
+    ``--max-new-tokens`` help."""
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="completion budget (default: the toy model's sent_prompt.json value, else 1024)")
+                   help="completion budget (default: the toy model's sent_prompt.json value, else 1024)"
+                        + max_new_tokens_help)
     p.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (hf backend)")
     p.add_argument("--chunk-size", type=int, default=64, help="prompts per resumable part file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm needs the optional extra and a GPU")
     p.add_argument("--template", default="auto",
-                   help="prompt template: auto (model's sent_prompt.json, else paper+chat template), toy, paper, "
-                        "or a literal containing {problem}")
+                   help="prompt template: auto (model's sent_prompt.json, else paper+chat template), toy, paper, dapo "
+                        "(DAPO-Math-17k's 'Answer:' prompt, + chat template), or a literal containing {problem}")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -146,9 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sent semantic-entropy", description=__doc__.splitlines()[0])
     p.add_argument("--root", default="artifacts/cpu", help="artifact root")
     p.add_argument("--out", default=None, help="output folder (default: <root>/se)")
-    p.add_argument("--model", default=None, help="model folder (default: <root>/base), or 'smollm2'")
+    p.add_argument("--model", default=None, help="model folder (default: <root>/base), 'smollm2', or a .gguf file")
     p.add_argument("--domain", default="math", help="math | relations (toy data), or any name for --dataset data")
-    p.add_argument("--n-prompts", type=int, default=512, help="training prompts (toy generator size / row limit)")
+    p.add_argument("--n-prompts", type=_n_prompts, default=512,
+                   help="training prompts: the toy generator's size, or a row limit on a dataset; 'all' = every row "
+                        "(the paper profiles score all of DAPO-Math-17k)")
     p.add_argument("--dataset", default=None, help="benchmark loader name (e.g. dapo) instead of the toy generator")
     p.add_argument("--source", default=None, help="local file in the dataset's hub schema ('fixture' = shipped one)")
     p.add_argument("--M", type=int, default=8, help="answers sampled per prompt (paper: UNKNOWN; 8 = its G)")
@@ -156,8 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--equivalence", choices=["math", "exact"], default=None,
                    help="answer equivalence (default: the model's sent_prompt.json for the domain, else math)")
+    p.add_argument("--unparsable", choices=list(UNPARSABLE_RULES), default="shared",
+                   help="answers with no final answer (cut, no \\boxed{}): 'shared' = one 'no answer' cluster per "
+                        "prompt (default); 'exclude' = SE over the answered samples only, NaN when none answered "
+                        "(drop those rows before `sent curriculum`). Paper: not stated")
     p.add_argument("--num-proc", type=int, default=None, help="processes for answer clustering (default: all cores)")
-    add_model_args(p)
+    add_model_args(p, ". SE must sample at least as long as training's max_completion_length (paper: 2048), else "
+                      "cut chains of thought have no final answer and the curriculum sorts by 'did not finish'")
     return p
 
 
@@ -169,6 +200,8 @@ def load_problems(args) -> pd.DataFrame:
         makers = {"math": make_math_problems, "relations": make_relation_problems}
         if args.domain not in makers:
             raise ValueError(f"--domain {args.domain!r} has no toy generator ({sorted(makers)}); pass --dataset/--source")
+        if args.n_prompts is None:
+            raise ValueError("--n-prompts all needs a dataset (--dataset/--source); the toy generator needs a count")
         return makers[args.domain](args.n_prompts, split="train", seed=args.seed)
     if args.dataset is not None:
         from sent.data.benchmarks import load_benchmark
@@ -180,13 +213,14 @@ def load_problems(args) -> pd.DataFrame:
     missing = [c for c in ("prompt_id", "problem", "answer") if c not in df.columns]
     if missing:
         raise ValueError(f"--source {args.source}: columns {missing} missing; give a common-schema file or --dataset")
-    df = df.head(args.n_prompts).copy()
+    df = (df if args.n_prompts is None else df.head(args.n_prompts)).copy()
     df["domain"] = df["domain"] if "domain" in df.columns else args.domain
     df["level"] = df["level"] if "level" in df.columns else -1
     return df
 
 
 def _chunk_computer(args, model, tokenizer, df: pd.DataFrame, equivalence: str, max_new_tokens: int):
+    """``compute(chunk_index, rows)`` for :func:`run_chunks`: sample, then score with :func:`score_dataset`."""
     from sent.generation import sample_completions
     from sent.semantic_entropy import score_dataset
 
@@ -198,9 +232,11 @@ def _chunk_computer(args, model, tokenizer, df: pd.DataFrame, equivalence: str, 
                                     temperature=args.temperature, top_p=args.top_p, batch_size=args.batch_size,
                                     seed=args.seed * 100_003 + i, backend=args.backend, progress=False)
         samples = pd.DataFrame([
-            {"prompt_id": pid, "sample_id": j, "completion": s.text, "loglik": s.loglik, "n_tokens": s.n_tokens}
+            {"prompt_id": pid, "sample_id": j, "completion": s.text, "loglik": s.loglik, "n_tokens": s.n_tokens,
+             "truncated": not s.finished}  # no EOS: generation stopped at max_new_tokens
             for pid, group in zip(sub["prompt_id"], groups) for j, s in enumerate(group)])
-        per_prompt, per_sample = score_dataset(samples, equivalence=equivalence, num_proc=args.num_proc, gold=gold)
+        per_prompt, per_sample = score_dataset(samples, equivalence=equivalence, num_proc=args.num_proc, gold=gold,
+                                               unparsable=args.unparsable)
         return {"samples": per_sample[SAMPLE_COLUMNS], "se": per_prompt}
 
     return compute
@@ -224,6 +260,20 @@ def log_summary(table: pd.DataFrame, domain: str) -> dict:
     return summary
 
 
+def log_answer_quality(table: pd.DataFrame, meta: dict) -> dict:
+    """Log how many answers were cut / had no final answer; WARN above :data:`TRUNCATED_WARN_RATIO` cut."""
+    q = answer_quality(table)
+    logger.info("SE answers: %d of %d prompts had cut answers; %.1f%% of %d answers cut at max_new_tokens=%s, "
+                "%.1f%% with no final answer, %.1f%% unparsable (missing answers: %s)", q["prompts_truncated"],
+                q["n_prompts"], 100 * q["truncated_ratio"], q["n_answers"], meta["max_new_tokens"],
+                100 * q["no_answer_ratio"], 100 * q["unparsable_ratio"], meta["unparsable"])
+    if q["truncated_ratio"] > TRUNCATED_WARN_RATIO:
+        logger.warning("WARNING: %.1f%% of SE answers were cut at max_new_tokens=%s (more than %.0f%%): raise "
+                       "--max-new-tokens to at least the training response length (max_completion_length)",
+                       100 * q["truncated_ratio"], meta["max_new_tokens"], 100 * TRUNCATED_WARN_RATIO)
+    return q
+
+
 def main(argv: list[str] | None = None) -> int:
     from sent.io import atomic_write_parquet
 
@@ -239,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     df = load_problems(args)
     meta = {"equivalence": equivalence, "M": args.M, "temperature": args.temperature, "top_p": args.top_p,
             "model": str(args.model), "seed": args.seed, "max_new_tokens": max_new_tokens, "domain": args.domain,
-            "template": args.template, "n_prompts": len(df), "prompts_sha": _sha(df["prompt_id"].tolist())}
+            "template": args.template, "n_prompts": len(df), "prompts_sha": _sha(df["prompt_id"].tolist()),
+            "unparsable": args.unparsable}
     se_path, samples_path = out / f"{args.domain}.parquet", out / f"{args.domain}_samples.parquet"
     if is_complete([samples_path, se_path], meta):
         logger.info("semantic-entropy: %s is complete for these settings; skipping", se_path)
@@ -258,4 +309,5 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(parts, ignore_errors=True)
     logger.info("wrote %s (%d prompts) and %s (%d samples)", se_path, len(table), samples_path, len(tables["samples"]))
     log_summary(table, args.domain)
+    log_answer_quality(table, meta)
     return 0
