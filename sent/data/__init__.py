@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from sent.data.benchmarks import DAPO_PROMPT_TEMPLATE
 from sent.data.relations import make_relation_problems
 from sent.data.synthetic import EXTRA_SUITES, LEVELS, SUITES, load_suite, make_math_problems
 
@@ -17,6 +18,8 @@ PROMPT_TEMPLATES = {
     "toy": "Q: {problem}\nA:",
     # The paper's instruction for chat models (applied inside the chat template by the caller).
     "paper": "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}.",
+    # DAPO-Math-17k's own prompt (an "Answer:" line), to pair with the `math_dapo` reward (sent.rewards.make_reward).
+    "dapo": DAPO_PROMPT_TEMPLATE.replace("{question}", "{problem}"),
 }
 
 

@@ -10,7 +10,8 @@ Every loader returns a ``pandas.DataFrame`` with ``prompt_id, problem, answer, s
 
 Nothing downloads by default. Hub ids and field names were checked against the dataset cards and public code
 that loads them (see the table in ``BENCHMARKS``). The paper's evaluation prompt (OpenCompass config of the
-released code, reference/paper.md §3) is :data:`PAPER_PROMPT_TEMPLATE`.
+released code, reference/paper.md §3) is :data:`PAPER_PROMPT_TEMPLATE`; the DAPO-Math-17k training prompt (an
+``Answer:`` line, scored by verl's ``math_dapo``: ``sent.rewards.math_dapo_score``) is :data:`DAPO_PROMPT_TEMPLATE`.
 """
 
 from __future__ import annotations
@@ -32,25 +33,32 @@ SCHEMA = ("prompt_id", "problem", "answer", "suite", "domain", "level")
 PAPER_PROMPT_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 CHAMP_INSTALL = "pip install champ-dataset==1.0.0"
 
-# DAPO-Math-17k wraps each problem in a verl prompt asking for an "Answer:" line; we keep the bare problem
-# and apply the paper's template instead.
+# DAPO-Math-17k wraps each problem in a verl prompt asking for an "Answer:" line; we keep the bare problem and
+# apply a template when rendering: "paper" (\boxed{}) or "dapo" (this wording, checked against the prompt field of
+# BytedTsinghua-SIA/DAPO-Math-17k and BytedTsinghua-SIA/AIME-2024; plan-audit.md finding 9).
 _DAPO_PREFIX = ("Solve the following math problem step by step. The last line of your response should be of the "
                 "form Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n")
 _DAPO_SUFFIX = '\n\nRemember to put your answer on its own line after "Answer:".'
+DAPO_PROMPT_TEMPLATE = _DAPO_PREFIX + "{question}" + _DAPO_SUFFIX
+# user-message templates rendered (inside the chat template) by render_paper_prompts; str.format with {question}
+USER_PROMPT_TEMPLATES = {"paper": PAPER_PROMPT_TEMPLATE, "dapo": DAPO_PROMPT_TEMPLATE}
 
 
-def paper_prompt(problem: str) -> str:
-    """The user message of the paper's evaluation: ``{question}\\nPlease reason step by step, ... \\boxed{}.``"""
-    return PAPER_PROMPT_TEMPLATE.format(question=problem)
+def paper_prompt(problem: str, template: str = "paper") -> str:
+    """The user message: ``"paper"`` = the paper's evaluation ``{question}\\nPlease reason step by step, ...
+    \\boxed{}.``; ``"dapo"`` = DAPO-Math-17k's ``Solve the following math problem ... Answer:`` wording."""
+    if template not in USER_PROMPT_TEMPLATES:
+        raise ValueError(f"template={template!r} is not valid; use one of {list(USER_PROMPT_TEMPLATES)}")
+    return USER_PROMPT_TEMPLATES[template].format(question=problem)
 
 
-def render_paper_prompts(df: pd.DataFrame, tokenizer=None) -> pd.DataFrame:
-    """Return a copy of ``df`` with a ``prompt`` column: the paper template, inside the chat template when
-    ``tokenizer`` has one (the paper evaluates with ``--hf-type chat``)."""
+def render_paper_prompts(df: pd.DataFrame, tokenizer=None, template: str = "paper") -> pd.DataFrame:
+    """Return a copy of ``df`` with a ``prompt`` column: the ``template`` user message (see :func:`paper_prompt`),
+    inside the chat template when ``tokenizer`` has one (the paper evaluates with ``--hf-type chat``)."""
     if "problem" not in df.columns:
         raise ValueError("render_paper_prompts: df has no 'problem' column; load it with load_benchmark()")
     out = df.copy()
-    messages = [paper_prompt(p) for p in out["problem"]]
+    messages = [paper_prompt(p, template) for p in out["problem"]]
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         messages = [tokenizer.apply_chat_template([{"role": "user", "content": m}], tokenize=False,
                                                   add_generation_prompt=True) for m in messages]
