@@ -64,10 +64,10 @@ NOTEBOOKS = {
         ("code", '''metrics = R.load_runs(root, profile=profile)
 methods = [r for r in R.METHODS if r in set(metrics.run)]
 print("methods with metrics:", methods)
-# Fig. 4 as described (GRPO collapses, w/ En explodes, SENT stays controlled)
+# Fig. 4 as described (GRPO collapses, w/ En explodes, SENT stays controlled); "w/ SENT" is the released rule
 fig = P.plot_curves(metrics, "entropy/all", "token entropy (nats/token)",
-                    runs=[r for r in ("grpo", "entropy_bonus", "sent") if r in methods],
-                    title="Fig. 4: policy entropy during training", smooth=smooth, mark_stages_of="sent")
+                    runs=[r for r in ("grpo", "entropy_bonus", "sent_release", "sent") if r in methods],
+                    title="Fig. 4: policy entropy during training", smooth=smooth, mark_stages_of="sent_release")
 R.savefig(fig, out_dir, "fig04_entropy_dynamics")'''),
         ("code", '''fig = P.plot_curves(metrics, "entropy/all", "token entropy (nats/token)", runs=methods,
                     title="Figs. 11-12: policy entropy, all methods", smooth=smooth, mark_stages_of="sent")
@@ -107,10 +107,17 @@ print("SENT stage starts (step, stage):", R.stage_boundaries(one) if len(one) el
     "se_distribution": ("Framework figure panel (a): training-set semantic entropy and the curriculum split", [
         ("params", PARAMS + '\ndomain = "math"  # se/<domain>.parquet\ncurriculum = None  # curriculum name, None for the only or first one'),
         ("code", SETUP),
-        ("code", '''se = R.load_se(root, domain, profile=profile)
+        ("code", '''from sent.io import read_parquet_metadata
+from sent.semantic_entropy import answer_quality_note
+
+se = R.load_se(root, domain, profile=profile)
 manifest = R.load_curriculum_manifest(root, curriculum, profile=profile)
 print(f"{len(se)} prompts; curriculum {manifest['name']!r}: {manifest['n_stages']} stages")
+# cut or answer-less samples change SE (plan-audit.md finding 4): say how many there were and the rule used
+note = answer_quality_note(se, read_parquet_metadata(root / "se" / f"{domain}.parquet"))
+print(note)
 fig = P.se_histogram(se, manifest)
+fig.text(0.5, -0.02, note.replace("; missing", ";\\nmissing"), ha="center", va="top", fontsize=7)
 R.savefig(fig, out_dir, "framework_a_se_histogram")'''),
         ("code", '''fig, rho, p = P.se_vs_level(se)
 R.savefig(fig, out_dir, "se_vs_level")
