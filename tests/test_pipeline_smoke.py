@@ -35,6 +35,11 @@ def test_every_step_ran_and_every_notebook_executed(smoke):
         assert (run_dir / "DONE").exists() and (run_dir / "final" / "config.json").exists()
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [m["step"] for m in metrics] == list(range(1, len(metrics) + 1)), "steps lost or duplicated"
+        opts = profile["runs"][run] or {}
+        if opts.get("curriculum"):  # each stage was its own training, numbered on from the last
+            n_stages = profile["curricula"][opts["curriculum"]]["n_stages"]
+            steps = [int((run_dir / f"stage{k}" / "DONE").read_text().split()[1]) for k in range(1, n_stages + 1)]
+            assert sum(steps) == len(metrics) and sorted({m["stage"] for m in metrics}) == list(range(1, n_stages + 1))
         assert (run_dir / "eval" / "summary.json").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["figures"]) >= 10 and len(summary["tables"]) >= 10

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if (run_dir / "DONE").exists():
         logger.info("%s is complete (DONE exists); nothing to do", run_dir)
         return 0
+    model_args.model_name_or_path = trainable_model_path(model_args.model_name_or_path, Path(script.root))
     if config.curriculum_dir is None:
         return _train_part(script, config, model_args, run_dir, run_dir, step_offset=0)
     from sent.curriculum import read_manifest
@@ -174,6 +175,26 @@ def main(argv: list[str] | None = None) -> int:
         if rc:
             return rc
     return 0
+
+
+def trainable_model_path(spec: str | None, root: Path) -> str | None:
+    """The model as something ``from_pretrained`` (and TRL's reference loading) can open: HF folders and hub ids
+    unchanged; a GGUF spec that ``sent.generation.load_model`` accepts (``smollm2``, a ``.gguf`` file) converted once
+    to an HF folder under ``<root>/models/`` (``sent convert-model``)."""
+    if spec is None:
+        return None
+    from sent.generation import ModelSpecError, materialize_model, resolve_model_spec
+
+    try:
+        source = resolve_model_spec(spec, allow_download=True)
+    except ModelSpecError:
+        return spec  # let from_pretrained say what is wrong with it
+    if source.kind != "gguf":
+        return spec
+    name = Path(source.gguf_file or str(spec)).stem.replace(".", "_")
+    folder = materialize_model(spec, root / "models" / name)
+    logger.info("model %s converted to the HF folder %s", spec, folder)
+    return str(folder)
 
 
 def _stage_steps(run_dir: Path, stage: int) -> int:
