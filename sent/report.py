@@ -47,7 +47,7 @@ TABLE_ORDER: tuple[str, ...] = (
 PAPER_COLUMNS: dict[str, str] = {
     "base": "Base", "grpo": "GRPO", "entropy_bonus": "w/ En", "entropy_adv": "w/ Adv", "mask": "w/ Mask",
     "clip_cov": "w/ Clip", "kl_cov": "w/ Cov", "high_entropy": "w/ High_En", "sent_release": "w/ SENT",
-    "sent": "SENT, paper formula (β assumed)",
+    "sent": "SENT (formula)",  # the paper's formula with assumed β values (short: it heads a table column)
 }
 #: The paper's "w/ Mask [18]" baseline is unidentified (no bibliography): shown from the paper, never run.
 NOT_RUN_NOTE = "not run (unidentified)"

@@ -78,7 +78,7 @@ def build_curriculum_dataset(stages, *, epochs_per_stage: int, prompts_per_gener
     stage). Each (stage, epoch) block is cut to a multiple of ``prompts_per_generation`` (verl's ``drop_last``), so
     a generation batch never mixes stages and the number of generation batches is
     ``sum(len(stage) // prompts_per_generation) * epochs_per_stage``. Adds an int ``stage`` column numbered from
-    ``first_stage``. Use with ``shuffle_dataset=False`` (SENTConfig sets it).
+    ``first_stage``. Use with ``shuffle_dataset=False`` (`sent train` sets it).
     """
     from datasets import concatenate_datasets
 

@@ -130,9 +130,6 @@ class SENTConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         self._validate_sent()
-        # `sent train` builds the data order itself (stages x epochs, shuffled per epoch, drop_last like verl) and
-        # sets max_steps from it, so TRL must neither reshuffle nor repeat it.
-        self.shuffle_dataset = False
 
     def _validate_sent(self) -> None:
         from sent.losses import LOSSES

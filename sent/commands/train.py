@@ -258,6 +258,9 @@ def _train_part(script, config, model_args, out: Path, run_dir: Path, step_offse
     """Train one part (a whole run, or one curriculum stage) into ``out``; metrics and rollouts go to ``run_dir``."""
     config.output_dir = str(out)
     dataset = build_train_dataset(script, config)
+    # The data order is built here (stages x epochs, shuffled per epoch, drop_last like verl) and max_steps makes
+    # exactly one pass over it, so TRL must neither reshuffle nor repeat it.
+    config.shuffle_dataset = False
     if config.max_steps <= 0:
         config.max_steps = planned_max_steps(config, len(dataset))
     out.mkdir(parents=True, exist_ok=True)
