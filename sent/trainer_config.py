@@ -37,7 +37,8 @@ _LOSS_SETTING_FIELDS = (
 
 
 def _help(text: str) -> dict:
-    return {"help": text}
+    """Field metadata; '%' is doubled because argparse %-formats help strings (``sent train --help``)."""
+    return {"help": text.replace("%", "%%")}
 
 
 @dataclass
