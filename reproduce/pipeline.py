@@ -48,14 +48,11 @@ def _flags(options: dict) -> list[str]:
 def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *, dry: bool = False,
          num_processes: int | None = None, accelerate_config: str | None = None) -> dict[str, list[Job]]:
     """Expand a profile into jobs per step. Writes the resolved recipes under ``<root>/recipes`` unless ``dry``."""
-    from sent.plans import Launch, expand, launch_argv, resolve_run
+    from sent.plans import expand, launch_argv, make_launch, resolve_run
 
     p = expand(profile, root)
     jobs: dict[str, list[Job]] = {s: [] for s in STEPS}
-    launch = Launch(**p.get("launch", {}))
-    if accelerate_config is not None:
-        launch.accelerate_config = accelerate_config
-    n_proc, _ = launch.processes(num_processes)
+    launch, n_proc, _ = make_launch(p, num_processes, accelerate_config)
 
     def log(name: str) -> Path:
         return log_dir / f"{name}.log"

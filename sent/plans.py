@@ -248,8 +248,8 @@ def _stage_sizes(p: dict, root: Path, curriculum: str | None, domain: str) -> tu
 
 
 def _dtypes(recipe: dict, launch: Launch) -> tuple[str, str]:
-    weights = str(recipe.get("dtype", "float32"))
-    mixed = "bf16" if recipe.get("bf16") else "fp16" if recipe.get("fp16") else None
+    weights = str(recipe["dtype"] or "float32")
+    mixed = "bf16" if recipe["bf16"] else "fp16" if recipe["fp16"] else None
     if weights in ("bfloat16", "float16"):
         master = weights  # the optimizer updates the low-precision weights in place (no fp32 copy)
         if launch.accelerate_config and "zero" in Path(launch.accelerate_config).name:
@@ -261,29 +261,45 @@ def _dtypes(recipe: dict, launch: Launch) -> tuple[str, str]:
 
 
 def _kl_terms(r: dict) -> str:
-    method = r.get("method", "sent")
-    parts = [f"k3 to pi_ref on all tokens, beta={r.get('beta', 0.0)}"] if r.get("beta", 0.0) else ["no global KL"]
+    method = r["method"]
+    parts = [f"k3 to pi_ref on all tokens, beta={r['beta']}"] if r["beta"] else ["no global KL"]
     if method == "sent":
-        parts.append(f"k3 to pi_ref: beta_low={r.get('beta_low')} on the bottom {r.get('low_entropy_ratio', 0.8):.0%} "
-                     f"by entropy, beta_high={r.get('beta_high')} on their top "
-                     f"{r.get('high_cov_ratio', 'tau')} by covariance")
+        parts.append(f"k3 to pi_ref: beta_low={r['beta_low']} on the bottom {r['low_entropy_ratio']:.0%} "
+                     f"by entropy, beta_high={r['beta_high']} on their top "
+                     f"{r['high_cov_ratio'] or r['high_cov_threshold']} by covariance")
     elif method == "sent_release":
-        coef = r.get("release_kl_coef", 0.1)
-        parts.append(f"abs(logp - old_logp) x {coef * r.get('release_high_coef', 2.0):g} on the top / "
-                     f"x {coef * r.get('release_low_coef', 0.5):g} on the bottom {r.get('release_kl_cov_ratio', 0.0002)}"
+        coef = r["release_kl_coef"]
+        parts.append(f"abs(logp - old_logp) x {coef * r['release_high_coef']:g} on the top / "
+                     f"x {coef * r['release_low_coef']:g} on the bottom {r['release_kl_cov_ratio']}"
                      " of the low-entropy tokens by covariance (released rule)")
     elif method == "kl_cov":
-        parts.append(f"abs(logp - old_logp) x {r.get('kl_cov_coef', 0.1)} on the top {r.get('kl_cov_ratio', 0.0002)} "
+        parts.append(f"abs(logp - old_logp) x {r['kl_cov_coef']} on the top {r['kl_cov_ratio']} "
                      "by covariance")
     elif method == "entropy_bonus":
-        parts.append(f"entropy bonus {r.get('entropy_coef')}")
+        parts.append(f"entropy bonus {r['entropy_coef']}")
     return "; ".join(parts)
+
+
+def effective_values(recipe: dict) -> dict:
+    """Every value the run will use: the recipe parsed exactly as ``sent train`` parses it (TrlParser into the
+    script arguments, ``SENTConfig`` and ``ModelConfig``), so defaults come from their one declaration."""
+    from dataclasses import asdict
+
+    from trl import ModelConfig, TrlParser
+
+    from sent.commands.train import TrainScriptArguments
+    from sent.trainer_config import SENTConfig
+
+    # use_cpu only lets a GPU recipe's bf16 validate on this machine; it changes no value read below
+    script, config, model = TrlParser((TrainScriptArguments, SENTConfig, ModelConfig)).parse_dict(
+        {**recipe, "use_cpu": True})
+    return {**config.to_dict(), **asdict(model), **asdict(script)}
 
 
 def run_plan(p: dict, run: str, opts: dict, root: Path, num_processes: int, processes_from: str,
              launch: Launch) -> RunPlan:
     """The plan of ``run`` (seed 0; seeds share it). ``p`` is an expanded profile."""
-    recipe = resolve_run(p, run, opts, root, 0, num_processes)
+    recipe = effective_values(resolve_run(p, run, opts, root, 0, num_processes))
     budget = Budget(**p["budget"])
     curriculum = opts.get("curriculum")
     domain = opts.get("domain", p.get("default_domain", "math"))
@@ -298,9 +314,9 @@ def run_plan(p: dict, run: str, opts: dict, root: Path, num_processes: int, proc
                     "stage k-1's final model, fresh optimizer and LR schedule")
     else:
         boundary = "no curriculum: one run over the shuffled table"
-    use_vllm = bool(recipe.get("use_vllm"))
+    use_vllm = bool(recipe["use_vllm"])
     return RunPlan(
-        run=run, method=recipe.get("method", "sent"), curriculum=curriculum, domain=domain, train_prompts=n,
+        run=run, method=recipe["method"], curriculum=curriculum, domain=domain, train_prompts=n,
         prompts_source=source, stage_sizes=sizes, generation_batches=gen_batches,
         optimizer_updates=None if gen_batches is None else gen_batches * budget.updates_per_generation,
         updates_per_generation=budget.updates_per_generation, epochs_per_prompt=budget.epochs,
@@ -309,13 +325,13 @@ def run_plan(p: dict, run: str, opts: dict, root: Path, num_processes: int, proc
         micro_batch=budget.micro_batch, gradient_accumulation_steps=recipe["gradient_accumulation_steps"],
         num_processes=num_processes, processes_from=processes_from, master_dtype=master, compute_dtype=compute,
         launch=launch_prefix(launch, num_processes, "<recipe>"), se_max_new_tokens=se_opts.get("max-new-tokens"),
-        train_max_new_tokens=int(recipe.get("max_completion_length", 256)),
+        train_max_new_tokens=int(recipe["max_completion_length"]),
         eval_max_new_tokens=p.get("eval", {}).get("options", {}).get("max-new-tokens"), kl_terms=_kl_terms(recipe),
-        stage_boundary=boundary, prompt_template=str(recipe.get("prompt_template", "toy")),
-        reward_rule=str(recipe.get("reward_rule", "math_verify")),
-        rollout_engine=f"vLLM ({recipe.get('vllm_mode', 'colocate')})" if use_vllm else "HF generate",
-        vllm_is_correction=bool(recipe.get("vllm_importance_sampling_correction", True)) if use_vllm else None,
-        learning_rate=float(recipe.get("learning_rate", 0.0)), lr_scheduler=str(recipe.get("lr_scheduler_type")),
+        stage_boundary=boundary, prompt_template=str(recipe["prompt_template"]),
+        reward_rule=str(recipe["reward_rule"]),
+        rollout_engine=f"vLLM ({recipe['vllm_mode']})" if use_vllm else "HF generate",
+        vllm_is_correction=bool(recipe["vllm_importance_sampling_correction"]) if use_vllm else None,
+        learning_rate=float(recipe["learning_rate"]), lr_scheduler=str(recipe["lr_scheduler_type"]),
         recipe=recipe)
 
 
@@ -334,13 +350,20 @@ def launch_argv(launch: Launch, num_processes: int, recipe_path: str) -> list[st
             "-m", "sent.cli", "train", "--config", recipe_path]
 
 
-def profile_plans(p: dict, root: Path, num_processes: int | None = None,
-                  accelerate_config: str | None = None) -> tuple[list[RunPlan], Launch]:
-    """Plans of every run of an expanded profile."""
+def make_launch(p: dict, num_processes: int | None = None,
+                accelerate_config: str | None = None) -> tuple[Launch, int, str]:
+    """The profile's launch with the command-line overrides, its process count and where that count comes from."""
     launch = Launch(**p.get("launch", {}))
     if accelerate_config is not None:
         launch.accelerate_config = accelerate_config
     n, source = launch.processes(num_processes)
+    return launch, n, source
+
+
+def profile_plans(p: dict, root: Path, num_processes: int | None = None,
+                  accelerate_config: str | None = None) -> tuple[list[RunPlan], Launch]:
+    """Plans of every run of an expanded profile."""
+    launch, n, source = make_launch(p, num_processes, accelerate_config)
     plans = [run_plan(p, run, opts or {}, root, n, source, launch) for run, opts in p["runs"].items()]
     return plans, launch
 
@@ -434,5 +457,5 @@ def plan_short(plans: list[RunPlan], problems: list[str], notes: list[str] = ())
 
 
 __all__ = ["BUDGET_FIELDS", "Budget", "Launch", "PlanError", "RunPlan", "check_plans", "expand", "launch_argv",
-           "load_profile", "plan_markdown", "plan_short", "profile_plans", "resolve_run", "run_plan"]
+           "load_profile", "make_launch", "plan_markdown", "plan_short", "profile_plans", "resolve_run", "run_plan"]
 

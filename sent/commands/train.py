@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -224,7 +225,7 @@ def _train_stage(script, config, model_args, run_dir: Path, stage: int, all_stag
         rc = _train_part(script, config, model_args, stage_dir, run_dir, step_offset=offset)
         if rc:
             return rc
-    if stage == all_stages[-1]:
+    if stage == all_stages[-1] and int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate
         _finish_run(run_dir, stage_dir, offset + _stage_steps(run_dir, stage))
     return 0
 
@@ -245,7 +246,6 @@ def _finish_run(run_dir: Path, last_stage_dir: Path, total_steps: int) -> None:
 
 
 def _link_or_copy(src, dst):
-    import os
     import shutil
 
     try:
