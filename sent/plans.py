@@ -13,6 +13,8 @@ curriculum stage, or over the whole table). A run may not set a budget field; :f
 
 :func:`run_plan` describes one run in numbers (generation batches, updates, dtypes, launch command, response budgets,
 KL terms, stage boundaries) and :func:`plan_markdown` writes them as ``plan.md``. Nothing here trains or writes.
+(About 460 lines: budget, launch, resolution and the report are one layer and change together; the release audit
+map lives in :mod:`sent.plan_audit`.)
 """
 
 from __future__ import annotations
