@@ -36,6 +36,9 @@ CV exceeds 30 %.
 
 Scope caveat: the trainer computes these sets per micro-batch (released code: 4 responses); here the
 unit is the whole recorded step, the paper's "N = batch size of rollout tokens".
+
+(About 490 lines: the estimator, its bootstrap, the summary and its figure are one analysis that changes together;
+the reading of rollouts lives in :mod:`sent.artifacts`.)
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis._io import save_figure
+from sent.artifacts import save_figure
 
 
 logger = logging.getLogger(__name__)

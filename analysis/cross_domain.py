@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from analysis._io import save_figure
+from sent.artifacts import iter_runs, save_figure
 
 
 def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -90,17 +90,17 @@ def se_difficulty(tables: dict[str, pd.DataFrame], *, B: int = 2000, seed: int =
 
 def training_comparison(root: str | Path, runs: tuple[str, ...] = ("xd_grpo", "xd_sent")) -> tuple:
     """Entropy curves and Pass@k of the non-math runs (all seeds found); notes name missing artifacts."""
-    from analysis.linguistic_filter import compare_runs
+    from sent_analysis.linguistic_filter import compare_runs
 
     root = Path(root)
     folders, notes = {}, []
     for run in runs:
-        seeds = sorted((root / "runs" / run).glob("seed*"))
+        seeds = iter_runs(root, [run])
         if not seeds:
             notes.append(f"{run}: no {root}/runs/{run}/seed*/ (make it with "
                          f"`bash reproduce/run_all.sh --profile <profile> --only train eval`)")
-        for s in seeds:
-            folders[f"{run}/{s.name}"] = s
+        for paths in seeds:
+            folders[paths.name] = paths.dir
     curves, passk, more = compare_runs(folders) if folders else (pd.DataFrame(columns=["run", "step", "key", "value"]),
                                                                   pd.DataFrame(columns=["suite", "k", "pass_at_k", "n_prompts", "run"]), [])
     return curves, passk, notes + more

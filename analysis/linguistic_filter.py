@@ -1,133 +1,26 @@
-"""Linguistic classes of tokens, and who the low-entropy / high-covariance tokens are.
+"""Who the low-entropy / high-covariance tokens are: shares of linguistic token classes per step.
 
 SENT's KL acts on the bottom-80 % entropy tokens (reference/paper.md §1.4). Many of those are
 function words and punctuation, whose certainty says nothing about reasoning. This module
 
-* classifies a token as ``function`` (closed-class word), ``punctuation`` (punctuation, symbols,
-  whitespace), ``number`` or ``content`` (everything else: open-class words, sub-word pieces, LaTeX
-  commands, variable names);
-* exposes :func:`is_content_token` for the trainer's ``token_filter="content"`` option, which imports
-  ``analysis.linguistic_filter:is_content_token`` to drop non-content tokens from the low-entropy set;
-* reports, per training step, the share of each class among all tokens, the low-entropy set and the
-  high-covariance set (:func:`class_shares`), and compares a SENT run with a ``token_filter=content``
-  run (entropy curves, Pass@k) in :func:`compare_runs`.
+* reports, per training step, the share of each class (``function``, ``punctuation``, ``number``,
+  ``content``: :func:`sent.tokens.classify_token`) among all tokens, the low-entropy set and the
+  high-covariance set (:func:`class_shares`);
+* compares a SENT run with a ``token_filter=content`` run (entropy curves, Pass@k) in
+  :func:`compare_runs`; that run's trainer drops non-content tokens from the low-entropy set with
+  ``sent.tokens:content_mask``.
 
-Word lists: English closed classes written out below (articles/determiners, pronouns, prepositions,
-conjunctions, auxiliary and modal verbs, particles and common discourse adverbs), in the spirit of
-the closed-class lists of standard stop-word lists; number words are the cardinals/ordinals up to
-"billion". Other languages plug in through ``LANGUAGES`` (:func:`register_language`).
-
-Caveats: a sub-word piece ("ing", "ation") is classed as content because its word is unknown; a
-decoded token that carries two words is classed by its whole text; the classes are lexical, not
-syntactic ("that" is always a function word).
+The word lists, the classes and their caveats live in :mod:`sent.tokens` (other languages:
+``sent.tokens.register_language``).
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 
-from analysis._io import save_figure
-
-
-CATEGORIES = ("function", "punctuation", "number", "content")
-
-_EN_FUNCTION = """
-a an the this that these those some any each every either neither no another such what which whose
-whatever whichever both all half several many much more most few fewer less least other own same
-i me my mine myself you your yours yourself yourselves he him his himself she her hers herself it its
-itself we us our ours ourselves they them their theirs themselves one ones oneself who whom whoever
-someone somebody something anyone anybody anything everyone everybody everything nobody nothing none
-about above across after against along amid among around as at before behind below beneath beside
-besides between beyond but by despite down during except for from in inside into like near of off on
-onto out outside over past per plus since than through throughout till to toward towards under
-underneath unlike until up upon via with within without minus times
-and or nor so yet if then else because although though while whereas unless whether once lest whenever
-wherever when where why how
-be am is are was were been being have has had having do does did doing done will would shall should
-can could may might must ought need dare let lets
-not n't 's 're 've 'd 'll 'm to there here also just only even very too quite rather again already
-still ever never always often now thus hence therefore however moreover furthermore indeed instead
-otherwise meanwhile else namely e.g. i.e. etc ok okay yes oh well
-"""
-_EN_NUMBERS = """
-zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
-seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
-million billion first second third fourth fifth sixth seventh eighth ninth tenth half twice thrice
-"""
-_NUMBER_RE = re.compile(r"^[+\-−]?(\d+([.,]\d+)*|\.\d+)(st|nd|rd|th|%)?$")
-# Byte-level BPE (GPT-2 / Qwen) and SentencePiece markers, mapped to the whitespace they stand for.
-_BPE_MARKERS = {"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t", "č": "\r"}
-
-
-@dataclass(frozen=True)
-class Language:
-    """A language's closed-class word lists (lower-case)."""
-
-    name: str
-    function_words: frozenset = field(default_factory=frozenset)
-    number_words: frozenset = field(default_factory=frozenset)
-
-
-LANGUAGES: dict[str, Language] = {
-    "en": Language(
-        "English",
-        frozenset(_EN_FUNCTION.split()) - frozenset(["one"]),  # "one" is counted as a number
-        frozenset(_EN_NUMBERS.split()),
-    )
-}
-
-
-def register_language(code: str, language: Language) -> None:
-    """Add or replace a language in :data:`LANGUAGES` (e.g. ``register_language("de", Language(...))``)."""
-    if not isinstance(language, Language):
-        raise ValueError(f"language must be an analysis.linguistic_filter.Language, got {type(language).__name__}")
-    LANGUAGES[code] = language
-
-
-def normalize_token(token: str) -> str:
-    """Decode BPE whitespace markers and strip surrounding whitespace ("Ġthe" -> "the", "▁The" -> "The")."""
-    for marker, ws in _BPE_MARKERS.items():
-        token = token.replace(marker, ws)
-    return token.strip()
-
-
-def classify_token(token: str, language: str = "en") -> str:
-    """Class of one decoded token: ``function``, ``punctuation``, ``number`` or ``content``.
-
-    Empty / whitespace-only tokens count as punctuation (they are layout). Case-insensitive.
-    """
-    if language not in LANGUAGES:
-        raise ValueError(f"unknown language {language!r}; registered: {sorted(LANGUAGES)} (see register_language)")
-    if not isinstance(token, str):
-        raise ValueError(f"token must be a str, got {type(token).__name__}")
-    lang = LANGUAGES[language]
-    text = normalize_token(token)
-    if not text or all(unicodedata.category(ch)[0] in "PSZ" for ch in text):
-        return "punctuation"
-    low = text.lower()
-    if _NUMBER_RE.match(text) or low in lang.number_words:
-        return "number"
-    if low in lang.function_words:
-        return "function"
-    return "content"
-
-
-def is_content_token(token: str) -> bool:
-    """True unless ``token`` is a function word, punctuation/whitespace or a number (English lists).
-
-    Used by the trainer's ``token_filter="content"`` (``analysis.linguistic_filter:is_content_token``).
-    """
-    return classify_token(token) == "content"
-
-
-def content_mask(tokens: list[str]) -> list[bool]:
-    """:func:`is_content_token` over a list of decoded tokens."""
-    return [is_content_token(t) for t in tokens]
+from sent.artifacts import save_figure
+from sent.tokens import CATEGORIES, classify_token
 
 
 def token_sets(df: pd.DataFrame, *, low_entropy_ratio: float = 0.8, top_k_ratio: float = 0.0002) -> pd.DataFrame:
@@ -218,7 +111,7 @@ def compare_runs(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     ``(curves: run, step, key, value)``, ``(passk: run, suite, k, pass_at_k, n_prompts)`` and a list of
     notes naming what was missing and the command that makes it.
     """
-    from analysis._io import eval_pass_at_k, read_metrics
+    from sent.artifacts import eval_pass_at_k, read_metrics
 
     curves, passk, notes = [], [], []
     keys = ("entropy/all", "entropy/low", "entropy/high_cov", "reward")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from analysis.covariance_bootstrap import (
+from sent_analysis.covariance_bootstrap import (
     bootstrap_rollouts,
     group_advantages,
     reference_replicate,

@@ -22,7 +22,8 @@ import time
 
 import pandas as pd
 
-from sent.semantic_entropy import _greedy, cluster_answers, extract_answer, score_dataset
+from sent.answers import extract_answer
+from sent.semantic_entropy import cluster_answers, greedy_clusters, score_dataset
 
 
 def _forms(num: int, den: int, rng: random.Random) -> list[str]:
@@ -86,7 +87,7 @@ def naive_cluster(answers: list[str | None]) -> list[int]:
         pa, pb = parse(f"${a}$"), parse(f"${b}$")
         return bool(pa and pb and verify(pb, pa) and verify(pa, pb))
 
-    return _greedy(list(answers), same)
+    return greedy_clusters(list(answers), same)
 
 
 def main() -> None:

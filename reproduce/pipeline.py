@@ -41,16 +41,21 @@ class Job:
 def _flags(options: dict) -> list[str]:
     out: list[str] = []
     for key, val in options.items():
-        out += [f"--{key}"] if val == "" else [f"--{key}", str(val)]  # "" = a bare switch
+        if isinstance(val, (list, tuple)):  # a list = a multi-value flag: --levels 1 2
+            out += [f"--{key}", *map(str, val)]
+        else:
+            out += [f"--{key}"] if val == "" else [f"--{key}", str(val)]  # "" = a bare switch
     return out
 
 
 def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *, dry: bool = False,
          num_processes: int | None = None, accelerate_config: str | None = None) -> dict[str, list[Job]]:
     """Expand a profile into jobs per step. Writes the resolved recipes under ``<root>/recipes`` unless ``dry``."""
+    from sent.artifacts import RootPaths, RunPaths, done_file, eval_summary_file, manifest_file
     from sent.plans import expand, launch_argv, make_launch, resolve_run
 
     p = expand(profile, root)
+    paths = RootPaths(root)
     jobs: dict[str, list[Job]] = {s: [] for s in STEPS}
     launch, n_proc, _ = make_launch(p, num_processes, accelerate_config)
 
@@ -61,40 +66,39 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *,
         jobs["base"] = [Job("base", ["sent", *p["base"]["argv"]], root / p["base"]["done"], log("base"))]
     for domain, opts in p["semantic_entropy"].items():
         argv = ["sent", "semantic-entropy", "--model", p["model"], "--root", str(root), "--domain", domain, *_flags(opts)]
-        jobs["se"].append(Job(f"se-{domain}", argv, root / "se" / f"{domain}.parquet", log(f"se-{domain}")))
+        jobs["se"].append(Job(f"se-{domain}", argv, paths.se(domain), log(f"se-{domain}")))
     for name, opts in p["curricula"].items():
-        out = root / "curriculum" / name
-        argv = ["sent", "curriculum", "--se", str(root / "se" / f"{opts['domain']}.parquet"), "--out", str(out),
-                "--n-stages", str(opts["n_stages"]), "--method", opts.get("method", "equal"), "--seed", "0"]
-        jobs["curriculum"].append(Job(f"curriculum-{name}", argv, out / "manifest.json", log(f"curriculum-{name}")))
+        out = paths.curriculum(name)
+        argv = ["sent", "curriculum", "--se", str(paths.se(opts["domain"])), "--out", str(out),
+                "--n-stages", str(opts["n_stages"]), "--method", opts.get("method", "equal"),
+                "--order", opts.get("order", "se"), "--seed", "0"]
+        jobs["curriculum"].append(Job(f"curriculum-{name}", argv, manifest_file(out), log(f"curriculum-{name}")))
     runs = p["runs"]
     for seed in range(seeds):
         for run, opts in runs.items():
             opts = opts or {}
             recipe = resolve_run(p, run, opts, root, seed, n_proc)
-            path = root / "recipes" / f"{run}-seed{seed}.yaml"
+            rp = RunPaths(root, run, seed)
             if not dry:
-                write_if_changed(path, yaml.safe_dump(recipe, sort_keys=True))
-            run_dir = root / "runs" / run / f"seed{seed}"
-            argv = launch_argv(launch, n_proc, str(path))
-            job = Job(f"train-{run}-s{seed}", argv, run_dir / "DONE", log(f"train-{run}-s{seed}"))
+                write_if_changed(rp.recipe, yaml.safe_dump(recipe, sort_keys=True))
+            argv = launch_argv(launch, n_proc, str(rp.recipe))
+            job = Job(f"train-{run}-s{seed}", argv, rp.done, log(f"train-{run}-s{seed}"))
             if opts.get("curriculum"):  # each stage is its own process: fresh optimizer, pi_ref = previous stage
                 n_stages = int(p["curricula"][opts["curriculum"]]["n_stages"])
-                job.before = [([*argv, "--curriculum_stage", str(k)], run_dir / f"stage{k}" / "DONE")
+                job.before = [([*argv, "--curriculum_stage", str(k)], done_file(rp.stage_dir(k)))
                               for k in range(1, n_stages)]
                 job.argv = [*argv, "--curriculum_stage", str(n_stages)]
             jobs["train"].append(job)
     ev = p["eval"]
-    eval_targets = [("base", p["model"], root / "eval" / "base", "math")]
+    eval_targets = [("base", p["model"], paths.base_eval, "math")]
     for seed in range(seeds):
         for run, opts in runs.items():
-            run_dir = root / "runs" / run / f"seed{seed}"
-            eval_targets.append((f"{run}-s{seed}", str(run_dir / "final"), run_dir / "eval",
-                                 (opts or {}).get("domain", "math")))
+            rp = RunPaths(root, run, seed)
+            eval_targets.append((f"{run}-s{seed}", str(rp.final), rp.eval_dir, (opts or {}).get("domain", "math")))
     for name, model, out, domain in eval_targets:
         suites = ev["suites_by_domain"].get(domain, ev["suites"])
         argv = ["sent", "eval", "--model", model, "--out", str(out), "--suites", ",".join(suites), *_flags(ev["options"])]
-        jobs["eval"].append(Job(f"eval-{name}", argv, out / "summary.json", log(f"eval-{name}")))
+        jobs["eval"].append(Job(f"eval-{name}", argv, eval_summary_file(out), log(f"eval-{name}")))
     if not dry:
         (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     for nb in p["notebooks"]:
@@ -153,11 +157,20 @@ def run_step(step: str, jobs: list[Job], n_jobs: int, dry: bool) -> list[tuple[s
 
 
 def summarize(root: Path, profile: str, timings: dict, out_dir: Path) -> str:
+    from sent import report, results
+
+    results_md = None
+    try:  # the result statements with their intervals (sent.results); the README copies them from here
+        results_md = results.write(report.load_eval(root, profile=profile), out_dir, profile)
+    except FileNotFoundError as err:
+        print(f"[run_all] no results table: {err}")
     figures = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "figures").glob("*.png"))
     tables = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "tables").glob("*"))
     lines = [f"[run_all] profile {profile}: artifacts in {root}", f"[run_all] {len(figures)} figures, {len(tables)} tables in {out_dir}"]
     lines += [f"    {f}" for f in figures + tables]
     lines += ["[run_all] step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
+    if results_md is not None:
+        lines += [f"[run_all] results with 95% intervals: {results_md}"]
     summary = {"profile": profile, "root": str(root), "figures": figures, "tables": tables, "step_seconds": timings}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -11,8 +11,17 @@ boundaries were chosen is UNKNOWN, so three methods are offered:
 * ``"quantiles"``: N-1 ascending fractions in (0, 1); stage i holds sorted positions ``[q_{i-1} M, q_i M)``, so stage
   sizes follow the fractions exactly even with many tied SE values.
 
+``order`` builds the controls that separate the order of the stages from their content (README "Take the
+confound apart"): ``"se"`` (default) trains the stages from low to high SE; ``"reverse"`` trains the same stages from
+high to low SE (the last stage is then the easiest); ``"random"`` keeps the stage sizes of the SE split but fills the
+stages with a seeded random permutation of the table, so stages exist (fresh optimizer, new reference at each
+boundary) but carry no SE information.
+
 Ties in SE (many questions have SE = 0) are broken by a deterministic seeded key computed from ``prompt_id`` (from
 the row position when there is no ``prompt_id``), so the same seed gives the same order whatever the input order.
+
+Training order: :func:`build_curriculum_dataset` concatenates the stages (low SE first), each repeated for its
+epochs, shuffled per (stage, epoch) and cut to whole generation batches; ``sent train`` feeds it to the trainer.
 
 Artifacts (docs/ARCHITECTURE.md): ``<out>/stage_{1..N}.parquet`` (rows of the SE table in ascending SE) and
 ``manifest.json`` ``{"method", "n_stages", "seed", "source", "source_sha256", "stages": [{"index", "path", "size",
@@ -31,13 +40,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sent.artifacts import manifest_file
 from sent.io import atomic_write_json, atomic_write_parquet, require_artifact
 
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("equal", "thresholds", "quantiles")
-MANIFEST = "manifest.json"
+ORDERS = ("se", "reverse", "random")
 
 
 def _tiebreak(df: pd.DataFrame, seed: int) -> np.ndarray:
@@ -76,14 +86,19 @@ def _check_cuts(values: Sequence[float] | None, n_stages: int | None, name: str,
 
 def split_stages(df: pd.DataFrame, n_stages: int | None = 2, method: str = "equal",
                  thresholds: Sequence[float] | None = None, quantiles: Sequence[float] | None = None,
-                 seed: int = 0, column: str = "se") -> list[pd.DataFrame]:
+                 seed: int = 0, column: str = "se", order: str = "se") -> list[pd.DataFrame]:
     """Split an SE table into ``n_stages`` curriculum stages from low to high SE (see the module docstring).
+
+    ``order="reverse"`` returns the same stages from high to low SE; ``order="random"`` the same stage sizes filled
+    with a seeded random permutation of the rows.
 
     With ``thresholds``/``quantiles`` given, ``n_stages=None`` means ``len(cuts) + 1``. Every stage must be
     non-empty. Example: se = [0, 0, 0.5, 1.2, 2.1], ``method="thresholds", thresholds=[0]`` -> sizes [2, 3].
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not valid; choose one of {METHODS}")
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} is not valid; choose one of {ORDERS}")
     if method == "equal" and n_stages is None:
         raise ValueError("n_stages is required with method='equal'")
     if n_stages is not None and (not isinstance(n_stages, (int, np.integer)) or n_stages < 1):
@@ -105,6 +120,11 @@ def split_stages(df: pd.DataFrame, n_stages: int | None = 2, method: str = "equa
     if any(s == 0 for s in sizes):
         raise ValueError(f"method={method!r} gives an empty stage (sizes {sizes} of {m} rows); "
                          "use fewer stages or other thresholds/quantiles")
+    if order == "reverse":
+        return stages[::-1]
+    if order == "random":
+        shuffled = ordered.iloc[np.argsort(_tiebreak(ordered, seed + 7919), kind="stable")].reset_index(drop=True)
+        return [shuffled.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:])]
     return stages
 
 
@@ -122,7 +142,7 @@ def _frame_sha256(df: pd.DataFrame) -> str:
 
 def write_curriculum(df_or_path: pd.DataFrame | str | os.PathLike, out_dir: str | os.PathLike, n_stages: int | None = 2,
                      method: str = "equal", thresholds: Sequence[float] | None = None,
-                     quantiles: Sequence[float] | None = None, seed: int = 0) -> dict:
+                     quantiles: Sequence[float] | None = None, seed: int = 0, order: str = "se") -> dict:
     """Split an SE table (DataFrame or parquet path) and write ``stage_{i}.parquet`` + ``manifest.json``.
 
     Returns the manifest. ``source`` is the path (``"<DataFrame>"`` for an in-memory table) and ``source_sha256``
@@ -141,28 +161,28 @@ def write_curriculum(df_or_path: pd.DataFrame | str | os.PathLike, out_dir: str 
             logger.warning("%d of %d prompts have no final answer in any sample (SE undefined under "
                            "--unparsable exclude): left out of the curriculum", int(undefined.sum()), len(df))
             df = df[~undefined].reset_index(drop=True)
-    stages = split_stages(df, n_stages, method, thresholds=thresholds, quantiles=quantiles, seed=seed)
+    stages = split_stages(df, n_stages, method, thresholds=thresholds, quantiles=quantiles, seed=seed, order=order)
     out = Path(out_dir)
     records = []
     for i, stage in enumerate(stages, start=1):
         name = f"stage_{i}.parquet"
-        atomic_write_parquet(out / name, stage, metadata={"stage": i, "method": method, "seed": seed})
+        atomic_write_parquet(out / name, stage, metadata={"stage": i, "method": method, "seed": seed, "order": order})
         records.append({"index": i, "path": name, "size": len(stage),
                         "se_min": float(stage["se"].min()), "se_max": float(stage["se"].max())})
         logger.info("stage %d: %d prompts, se in [%.3f, %.3f]", i, len(stage), records[-1]["se_min"],
                     records[-1]["se_max"])
-    manifest = {"method": method, "n_stages": len(stages), "seed": seed, "source": source,
+    manifest = {"method": method, "order": order, "n_stages": len(stages), "seed": seed, "source": source,
                 "source_sha256": digest, "stages": records,
                 "thresholds": None if thresholds is None else [float(t) for t in thresholds],
                 "quantiles": None if quantiles is None else [float(q) for q in quantiles]}
-    atomic_write_json(out / MANIFEST, manifest)
+    atomic_write_json(manifest_file(out), manifest)
     return manifest
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest of a curriculum folder (or of the ``manifest.json`` file itself)."""
     p = Path(path)
-    p = p / MANIFEST if p.is_dir() or p.suffix != ".json" else p
+    p = manifest_file(p) if p.is_dir() or p.suffix != ".json" else p
     require_artifact(p, "sent curriculum")
     return json.loads(p.read_text())
 
@@ -174,3 +194,38 @@ def load_stage(path: str | os.PathLike, index: int) -> pd.DataFrame:
     if index not in stages:
         raise ValueError(f"index={index} is not a stage of {path}; stages are {sorted(stages)} (1-based)")
     return pd.read_parquet(Path(path) / stages[index]["path"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# training order
+
+
+def build_curriculum_dataset(stages, *, epochs_per_stage: int, prompts_per_generation: int, seed: int,
+                             first_stage: int = 1):
+    """Concatenate curriculum stages in order, each repeated ``epochs_per_stage`` times, shuffled per (stage, epoch).
+
+    ``stages``: list of ``datasets.Dataset`` (stage 1 = lowest semantic entropy; a run without a curriculum is one
+    stage). Each (stage, epoch) block is cut to a multiple of ``prompts_per_generation`` (verl's ``drop_last``), so
+    a generation batch never mixes stages and the number of generation batches is
+    ``sum(len(stage) // prompts_per_generation) * epochs_per_stage``. Adds an int ``stage`` column numbered from
+    ``first_stage``. Use with ``shuffle_dataset=False`` (`sent train` sets it). The shuffles are seeded torch
+    permutations, so a run's data order depends only on ``seed``.
+    """
+    import torch
+    from datasets import concatenate_datasets
+
+    if not stages:
+        raise ValueError("stages is empty: pass at least one curriculum stage")
+    blocks = []
+    for index, stage in enumerate(stages, start=first_stage):
+        n_keep = len(stage) // prompts_per_generation * prompts_per_generation
+        if n_keep == 0:
+            raise ValueError(f"stage {index} has {len(stage)} prompts, fewer than one generation batch "
+                             f"({prompts_per_generation} prompts); lower the batch size or merge stages")
+        stage = stage.add_column("stage", [index] * len(stage)) if "stage" not in stage.column_names else \
+            stage.remove_columns("stage").add_column("stage", [index] * len(stage))
+        for epoch in range(epochs_per_stage):
+            g = torch.Generator().manual_seed(seed * 1_000_003 + index * 1_009 + epoch)
+            order = torch.randperm(len(stage), generator=g)[:n_keep].tolist()
+            blocks.append(stage.select(order))
+    return concatenate_datasets(blocks)

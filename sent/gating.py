@@ -15,8 +15,11 @@ Definitions (reference/paper.md §1.4-1.6):
 
 Scope: every statistic (the entropy cut-off, the covariance means, the top fractions) is computed over
 exactly the tensor that is passed in. The released code passes one micro-batch (4 responses on one
-GPU); ``SENTTrainer`` passes the tensors of one ``_compute_loss`` call (one micro-step). Nothing is
-gathered across processes.
+GPU); ``SENTTrainer`` passes the tensors of one ``_compute_loss`` call (one micro-step), or with
+``gate_scope=global`` every rank's micro-batch, gathered by the trainer. Nothing here talks to other processes.
+
+Metrics: :func:`gate_sums` (per-process sums, which processes can add) and :func:`gate_metrics` (shares, means,
+covariance std) are the one place the gate metrics are computed; ``sent.losses`` and ``SENTTrainer`` call them.
 
 Ties: selections take exactly k tokens. Among tokens with equal value at the cut-off, the ones with the
 smaller flat (row-major) index ``b * T + t`` are taken first, so results are deterministic and do not
@@ -32,8 +35,11 @@ from torch import Tensor
 
 
 __all__ = [
+    "GATE_SUMS",
     "TokenGates",
     "compute_gates",
+    "gate_metrics",
+    "gate_sums",
     "low_entropy_mask",
     "token_beta",
     "token_covariance",
@@ -241,3 +247,58 @@ def compute_gates(
 def token_beta(*args, **kwargs) -> Tensor:
     """``compute_gates(...).beta``: the per-token KL coefficient β_t, float32 ``(B, T)``."""
     return compute_gates(*args, **kwargs).beta
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# metrics
+
+# the entries of gate_sums, in order
+GATE_SUMS = ("valid", "low", "high_cov", "entropy_low", "entropy_high_cov", "beta", "beta_low", "cov", "cov_sq")
+
+
+@torch.no_grad()
+def gate_sums(gates: TokenGates, entropy: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Sums behind the gate metrics, so that processes can add them before :func:`gate_metrics`.
+
+    Returns ``(sums, cov_max)``: ``sums`` float32 ``(len(GATE_SUMS),)`` = counts of valid, T_low and T_high-cov tokens,
+    entropy summed over T_low and T_high-cov, β_t summed over valid tokens and over T_low, Cov_t and Cov_t² summed
+    over T_low; ``cov_max`` the largest Cov_t in T_low (-inf when T_low is empty), a 0-d tensor to max-reduce.
+    ``gates`` and ``entropy`` (B, T) restricted to ``mask`` (B, T) bool; masked positions may hold anything.
+    """
+    low, high = gates.low_entropy & mask, gates.high_cov & mask
+    ent = entropy.detach().float()
+    cov = gates.covariance.float()
+    sums = [
+        mask.sum(), low.sum(), high.sum(),
+        torch.where(low, ent, 0.0).sum(), torch.where(high, ent, 0.0).sum(),
+        torch.where(mask, gates.beta, 0.0).sum(), torch.where(low, gates.beta, 0.0).sum(),
+        torch.where(low, cov, 0.0).sum(), torch.where(low, cov.square(), 0.0).sum(),
+    ]
+    cov_max = torch.where(low, cov, -torch.inf).max()
+    return torch.stack([t.float() for t in sums]), cov_max
+
+
+def gate_metrics(sums: Tensor, cov_max: Tensor, *, zero_on_empty: bool = False) -> dict[str, Tensor]:
+    """The gate metrics (0-d tensors) from :func:`gate_sums` (possibly added over processes).
+
+    ``entropy/low``, ``entropy/high_cov``: mean entropy on T_low and T_high-cov; ``share/low``, ``share/high_cov``:
+    their share of the valid tokens; ``beta/mean``, ``beta/mean_low``: mean β_t over valid tokens and over T_low;
+    ``cov/mean``, ``cov/std``, ``cov/max``: Cov_t over T_low. A mean over an empty set is NaN, or 0 with
+    ``zero_on_empty`` (the trainer's logs); ``cov/max`` is -inf then.
+    """
+    n_valid, n_low, n_high, ent_low, ent_high, beta, beta_low, cov, cov_sq = sums.unbind()
+    d_valid, d_low, d_high = n_valid, n_low, n_high  # denominators
+    if zero_on_empty:
+        d_valid, d_low, d_high = d_valid.clamp(min=1), d_low.clamp(min=1), d_high.clamp(min=1)
+    cov_mean = cov / d_low
+    return {
+        "entropy/low": ent_low / d_low,
+        "entropy/high_cov": ent_high / d_high,
+        "share/low": n_low / d_valid,
+        "share/high_cov": n_high / d_valid,
+        "beta/mean": beta / d_valid,  # β_t is 0 outside T_low
+        "beta/mean_low": beta_low / d_low,
+        "cov/mean": cov_mean,
+        "cov/std": (cov_sq / d_low - cov_mean.square()).clamp(min=0.0).sqrt(),
+        "cov/max": cov_max,
+    }

@@ -218,7 +218,8 @@ def _sample_hf(model, tokenizer, prompts, n, *, max_new_tokens, temperature, top
 # --------------------------------------------------------------------------------------------------- vLLM backend
 
 
-def _import_vllm():
+def import_vllm():
+    """The ``vllm`` module, or an ImportError that says how to install the optional extra."""
     try:
         import vllm
     except ImportError as err:
@@ -228,7 +229,7 @@ def _import_vllm():
 
 
 def _sample_vllm(model, prompts, n, *, max_new_tokens, temperature, top_p, top_k, seed) -> list[list[Sample]]:
-    vllm = _import_vllm()
+    vllm = import_vllm()
     llm = model if isinstance(model, vllm.LLM) else vllm.LLM(model=str(model), seed=seed)
     if not math.isclose(temperature, 1.0):
         # vLLM's default logprobs come from the raw logits; at τ != 1 they differ from our HF definition.

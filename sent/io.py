@@ -1,7 +1,8 @@
 """Atomic artifact writes and small artifact helpers.
 
 Every artifact is written to a temporary file in the destination folder and moved into place with
-``os.replace``, so a killed job never leaves a half-written file under the final name.
+``os.replace``, so a killed job never leaves a half-written file under the final name. Where artifacts live and
+how each one is read: :mod:`sent.artifacts`.
 """
 
 from __future__ import annotations

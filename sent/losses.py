@@ -6,10 +6,11 @@ One pure function per method, registered by name (verl ``@register_policy_loss``
     out = loss_fn(LossInputs(logp, old_logp, ref_logp, entropy, advantages, mask), LossSettings())
     out.per_token_loss  # (B, T), 0 outside mask; the trainer aggregates it per TRL's loss_type
 
-Every function returns the per-token loss BEFORE aggregation, so one aggregation rule (TRL's
-``loss_type``: grpo / bnpo / dr_grpo / dapo) serves all methods. Every method adds TRL's reference KL
-``beta * k3`` on all valid tokens when ``beta > 0`` (``sent_release`` uses verl's clamped k3, as the
-released code did). With its own knobs off, each method gives the same per-token loss and gradient as
+``LossSettings`` (declared in ``sent.loss_settings``: help, default and range check of every knob) is re-exported
+here. Every function returns the per-token loss BEFORE aggregation, so one aggregation rule (TRL's ``loss_type``:
+grpo / bnpo / dr_grpo / dapo, ``sent.aggregation.aggregate_loss``) serves all methods. Every method adds TRL's
+reference KL ``beta * k3`` on all valid tokens when ``beta > 0`` (``sent_release`` uses verl's clamped k3, as the
+released code did). Gate metrics (``entropy/low``, ``share/*``, ``cov/*``, ...) come from ``sent.gating.gate_metrics``. With its own knobs off, each method gives the same per-token loss and gradient as
 ``grpo`` (``kl_cov`` and ``sent_release`` are unclipped, as in verl, so only on-policy).
 
 | name | paper column | source |
@@ -27,14 +28,22 @@ The paper's "w/ Mask" baseline is unidentified and has no entry.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sent.gating import TokenGates, compute_gates, low_entropy_mask, token_covariance, topk_mask
+from sent.gating import (
+    TokenGates,
+    compute_gates,
+    gate_metrics,
+    gate_sums,
+    low_entropy_mask,
+    token_covariance,
+    topk_mask,
+)
+from sent.loss_settings import LossSettings
 
 
 __all__ = ["LOSSES", "LossFn", "LossInputs", "LossOutput", "LossSettings", "get_loss", "register_loss"]
@@ -52,84 +61,6 @@ class LossInputs:
     mask: Tensor  # (B, T) bool, valid completion tokens
     eligible: Tensor | None = None  # (B, T) bool, tokens allowed into the low-entropy set (token_filter)
     generator: torch.Generator | None = None  # randomness for clip_cov
-
-
-@dataclass
-class LossSettings:
-    """Every knob of every method. Validated in ``__post_init__``; sections refer to reference/paper.md."""
-
-    # PPO clip range (TRL epsilon / epsilon_high; paper recipe 0.2 / 0.2, §3)
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
-    # k3 KL to the reference on ALL tokens (TRL beta; released recipe kl_loss_coef 0.001, §1.7)
-    beta: float = 0.0
-    # TRL use_bias_correction_kl: multiply the reference-KL terms by the IS ratio exp(logp - old_logp)
-    kl_bias_correction: bool = False
-    # sent / sent_release: bottom fraction of valid tokens by entropy = T_low (released code 0.8, §1.4)
-    low_entropy_ratio: float = 0.8
-    # sent: β_low on T_low \ T_high-cov and β_high on T_high-cov (released 0.1*0.5 and 0.1*2.0, §1.6)
-    beta_low: float = 0.05
-    beta_high: float = 0.2
-    # sent: T_high-cov by top fraction of T_low (released code 0.0002) OR by absolute τ_cov (paper value UNKNOWN,
-    # §1.6); exactly one, as in SENTConfig (pass high_cov_ratio=None to use a threshold)
-    high_cov_ratio: float | None = 2e-4
-    high_cov_threshold: float | None = None
-    # sent: centre Cov_t over "low" (released code, §1.5) or over all "valid" tokens (paper text)
-    cov_center: str = "low"
-    # sent ablations (paper's "w/o low-entropy KL" / "w/o high-cov tier"): off -> no token KL / β_low on all T_low
-    use_low_entropy_kl: bool = True
-    use_high_cov_tier: bool = True
-    # entropy_bonus: loss -= entropy_coef * H_t. 0 = TRL's default, which SENTConfig inherits (it rejects a
-    # non-zero value for other methods); the profiles set the exploratory repo script's 0.001 (paper value UNKNOWN, §4)
-    entropy_coef: float = 0.0
-    # entropy_adv: A + min(alpha * H_t, |A| / kappa) (Cheng et al. 2506.14758 defaults; paper value UNKNOWN, §4)
-    entropy_adv_alpha: float = 0.4
-    entropy_adv_kappa: float = 2.0
-    # clip_cov: fraction of valid tokens whose gradient is dropped, covariance window (verl defaults, §4)
-    clip_cov_ratio: float = 2e-4
-    clip_cov_lb: float = 1.0
-    clip_cov_ub: float = 5.0
-    # kl_cov: fraction of valid tokens with the |log-ratio| penalty (verl / SENT fork default 0.0002) and its
-    # coefficient ppo_kl_coef (SENT fork ppo_trainer.yaml 0.1; Cui et al.'s 7B recipe: ratio 0.002, coef 1; §4)
-    kl_cov_ratio: float = 2e-4
-    kl_cov_coef: float = 0.1
-    # high_entropy: policy gradient only on the top fraction of tokens by entropy (Wang et al. 0.2, §4)
-    high_entropy_ratio: float = 0.2
-    # sent_release: top/bottom fraction of T_low by Cov, ppo_kl_coef and the hard-coded 2.0 / 0.5 (§1.6, §1.8)
-    release_kl_cov_ratio: float = 2e-4
-    release_kl_coef: float = 0.1
-    release_high_coef: float = 2.0
-    release_low_coef: float = 0.5
-    # sent_release: reproduce the released int64-mask indexing bug (§1.5); see sent_release's docstring
-    release_int_mask_indexing: bool = False
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be finite, got {value!r}")
-        if not 0.0 <= self.epsilon_low <= 1.0:
-            raise ValueError(f"epsilon_low must be in [0, 1] (ratio clipped at 1 - epsilon_low), got {self.epsilon_low}")
-        nonneg = ("epsilon_high", "beta", "beta_low", "beta_high", "entropy_coef", "entropy_adv_alpha", "kl_cov_coef",
-                  "release_kl_coef", "release_high_coef", "release_low_coef")
-        for name in nonneg:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 switches its term off), got {getattr(self, name)}")
-        ratios = ("low_entropy_ratio", "clip_cov_ratio", "kl_cov_ratio", "high_entropy_ratio", "release_kl_cov_ratio")
-        for name in ratios + (("high_cov_ratio",) if self.high_cov_ratio is not None else ()):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a fraction and must be in (0, 1], got {getattr(self, name)}")
-        if self.beta_high < self.beta_low:
-            raise ValueError(f"beta_high ({self.beta_high}) must be >= beta_low ({self.beta_low}); the paper has beta_high > beta_low")
-        if (self.high_cov_ratio is None) == (self.high_cov_threshold is None):
-            raise ValueError("set exactly one of high_cov_ratio (top fraction, released 0.0002) and high_cov_threshold "
-                             "(absolute τ_cov); the other must be None")
-        if self.cov_center not in ("low", "valid"):
-            raise ValueError(f"cov_center must be 'low' (released code) or 'valid' (all valid tokens), got {self.cov_center!r}")
-        if self.entropy_adv_kappa <= 0:
-            raise ValueError(f"entropy_adv_kappa must be > 0 (the shaping is capped at |A| / kappa), got {self.entropy_adv_kappa}")
-        if self.clip_cov_lb >= self.clip_cov_ub:
-            raise ValueError(f"clip_cov_lb ({self.clip_cov_lb}) must be < clip_cov_ub ({self.clip_cov_ub})")
 
 
 @dataclass
@@ -246,31 +177,12 @@ def _finish(
         stats.update({"clip_ratio/low_mean": low.sum() / n_valid, "clip_ratio/high_mean": high.sum() / n_valid,
                       "clip_ratio/region_mean": (low | high).sum() / n_valid})
     if gates is not None:
-        stats.update(_gate_stats(x, gates))
+        stats.update(gate_metrics(*gate_sums(gates, x.entropy, mask)))
     stats.update(extra or {})
     values = torch.stack([v.float().reshape(()) for v in stats.values()]).tolist()  # one device sync
     metrics = dict(zip(stats, values))
     metrics.setdefault("kl/ref", float("nan"))
     return LossOutput(per_token_loss=per_token_loss, metrics=metrics, gates=gates)
-
-
-def _gate_stats(x: LossInputs, g: TokenGates) -> dict[str, Tensor]:
-    """Gate metrics from sums over (B, T) (the covariance is 0 outside T_low); NaN on empty sets."""
-    low, high, mask = g.low_entropy, g.high_cov, x.mask
-    n_valid, n_low = mask.sum(), low.sum()
-    cov_mean = g.covariance.sum() / n_low
-    cov_var = (g.covariance.square().sum() / n_low - cov_mean.square()).clamp(min=0.0)
-    return {
-        "entropy/low": _mean(x.entropy, low),
-        "entropy/high_cov": _mean(x.entropy, high),
-        "share/low": n_low / n_valid,
-        "share/high_cov": high.sum() / n_valid,
-        "beta/mean": g.beta.sum() / n_valid,  # beta is 0 outside T_low
-        "beta/mean_low": g.beta.sum() / n_low,
-        "cov/mean": cov_mean,
-        "cov/std": cov_var.sqrt(),
-        "cov/max": torch.where(low, g.covariance, -torch.inf).max(),
-    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------

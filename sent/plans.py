@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from sent.artifacts import RootPaths
+
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES_DIR = REPO / "reproduce" / "profiles"
@@ -171,10 +173,11 @@ def resolve_run(p: dict, run: str, opts: dict, root: Path, seed: int, num_proces
     recipe.update(opts)
     recipe.update(Budget(**p["budget"]).recipe_fields(num_processes))
     recipe.update({"model_name_or_path": p["model"], "root": str(root), "run": run, "seed": seed})
+    paths = RootPaths(root)
     if curriculum:
-        recipe.update({"train_data": "curriculum", "curriculum_dir": str(root / "curriculum" / curriculum)})
+        recipe.update({"train_data": "curriculum", "curriculum_dir": str(paths.curriculum(curriculum))})
     else:
-        recipe.update({"train_data": p.get("train_data", {}).get(domain, str(root / "se" / f"{domain}.parquet")),
+        recipe.update({"train_data": p.get("train_data", {}).get(domain, str(paths.se(domain))),
                        "curriculum_dir": None})
     return {k: v for k, v in recipe.items() if v is not None}
 
@@ -225,11 +228,11 @@ def _stage_sizes(p: dict, root: Path, curriculum: str | None, domain: str) -> tu
     import json
 
     if curriculum:
-        manifest = root / "curriculum" / curriculum / "manifest.json"
+        manifest = RootPaths(root).curriculum_manifest(curriculum)
         if manifest.exists():
             sizes = [s["size"] for s in sorted(json.loads(manifest.read_text())["stages"], key=lambda s: s["index"])]
             return sum(sizes), sizes, str(manifest)
-    se = root / "se" / f"{domain}.parquet"
+    se = RootPaths(root).se(domain)
     n, source = None, "unknown"
     if se.exists():
         import pyarrow.parquet as pq
@@ -287,14 +290,10 @@ def effective_values(recipe: dict) -> dict:
     script arguments, ``SENTConfig`` and ``ModelConfig``), so defaults come from their one declaration."""
     from dataclasses import asdict
 
-    from trl import ModelConfig, TrlParser
-
-    from sent.commands.train import TrainScriptArguments
-    from sent.trainer_config import SENTConfig
+    from sent.trainer_config import train_parser
 
     # use_cpu only lets a GPU recipe's bf16 validate on this machine; it changes no value read below
-    script, config, model = TrlParser((TrainScriptArguments, SENTConfig, ModelConfig)).parse_dict(
-        {**recipe, "use_cpu": True})
+    script, config, model = train_parser().parse_dict({**recipe, "use_cpu": True})
     return {**config.to_dict(), **asdict(model), **asdict(script)}
 
 

@@ -1,15 +1,10 @@
-"""Artifact loaders and table builders for the reproduction notebooks.
+"""Method names and artifact loaders of the reproduction notebooks, and where their figures go.
 
-The notebooks in ``notebooks/`` are thin: a ``parameters`` cell, then calls into this module (loading,
-aggregation, tables) and :mod:`sent.report_plots` (figures). Everything here only *reads* the artifacts
-described in ``docs/ARCHITECTURE.md``; nothing trains or samples. A missing artifact raises
-:class:`sent.io.MissingArtifactError` naming the command that makes it.
-
-Scores are percentages (0-100) like the paper's tables. Pass@k uses the unbiased estimator of
-Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)`` per problem (``sent.metrics.pass_at_k``); Avg@k is the
-mean accuracy over k samples per problem (``sent.metrics.avg_at_k``). Both are averaged over the problems
-of a suite, then mean ± sample std over seeds (``n_seeds`` is always reported; one seed is labelled
-"single seed").
+The notebooks in ``notebooks/`` are thin: a ``parameters`` cell, then calls into this module (method labels,
+colours and order; loading the artifacts into DataFrames; saving figures), :mod:`sent.report_tables` (score tables)
+and :mod:`sent.report_plots` (figures). Everything here only *reads* the artifacts described in
+``docs/ARCHITECTURE.md`` (through the readers of :mod:`sent.artifacts`); nothing trains or samples. A missing
+artifact raises :class:`sent.io.MissingArtifactError` naming the ``run_all.sh`` step that makes it.
 """
 
 from __future__ import annotations
@@ -23,7 +18,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sent.io import MissingArtifactError, atomic_path, atomic_write_text
+from sent.artifacts import (
+    RootPaths,
+    RunPaths,
+    eval_files,
+    iter_runs,
+    manifest_file,
+    read_eval_file,
+    read_metrics,
+    read_rollouts,
+    read_se_table,
+    rollout_steps,
+    save_figure,
+)
+from sent.io import MissingArtifactError, atomic_write_text
+from sent.rollouts import rollout_file_name
 
 
 logger = logging.getLogger(__name__)
@@ -69,6 +78,9 @@ ABLATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "token_filter": (("sent", "all tokens"), ("sent_content", "content tokens only")),
     # The paper's beta_low / beta_high are unknown: the paper formula at three beta_low values (beta_high = 4x).
     "beta": (("sent_beta_0.001", "β_low 0.001"), ("sent_beta_0.01", "β_low 0.01"), ("sent", "β_low 0.05")),
+    # The curriculum confound: GRPO on SE stages low-to-high, high-to-low, and on random stages of the same sizes.
+    "curriculum_order": (("grpo", "GRPO, no stages"), ("abl_curriculum_only", "SE stages, low → high"),
+                         ("ctl_curr_reverse", "SE stages, high → low"), ("ctl_curr_random", "random stages")),
 }
 
 _PALETTE = {
@@ -141,34 +153,6 @@ def _require(path: Path, root, step: str, profile: str | None) -> Path:
 # Loaders
 # ----------------------------------------------------------------------------------------------------
 
-def _seed_dirs(root: Path, runs: Sequence[str] | None) -> list[tuple[str, int, Path]]:
-    out = []
-    for run_dir in sorted((root / "runs").iterdir()):
-        if not run_dir.is_dir() or (runs is not None and run_dir.name not in runs):
-            continue
-        for seed_dir in sorted(run_dir.glob("seed*")):
-            if seed_dir.is_dir() and seed_dir.name[4:].isdigit():
-                out.append((run_dir.name, int(seed_dir.name[4:]), seed_dir))
-    return out
-
-
-def read_metrics_jsonl(path: str | os.PathLike) -> pd.DataFrame:
-    """Read one ``metrics.jsonl``; a torn last line (run still writing) is skipped with a warning."""
-    rows = []
-    lines = Path(path).read_text().splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                logger.warning("%s: skipping incomplete last line", path)
-                continue
-            raise ValueError(f"{path}: line {i + 1} is not JSON; the metrics file is corrupt") from None
-    return pd.DataFrame(rows)
-
-
 def load_runs(root: str | os.PathLike, runs: Sequence[str] | None = None, profile: str | None = None) -> pd.DataFrame:
     """Per-step training metrics of every ``<root>/runs/<run>/seed<k>/metrics.jsonl``.
 
@@ -177,31 +161,20 @@ def load_runs(root: str | os.PathLike, runs: Sequence[str] | None = None, profil
     an error naming the training command.
     """
     root = Path(root)
-    _require(root / "runs", root, "train", profile)
+    _require(RootPaths(root).runs, root, "train", profile)
     frames = []
-    for run, seed, d in _seed_dirs(root, runs):
-        f = d / "metrics.jsonl"
-        if f.exists():
-            df = read_metrics_jsonl(f)
-            frames.append(df.assign(run=run, seed=seed))
+    for paths in iter_runs(root, runs):
+        df = read_metrics(paths.metrics)  # a torn last line (run still writing) is skipped with a warning
+        if df is not None:
+            frames.append(df.assign(run=paths.run, seed=paths.seed))
     found = {f["run"].iat[0] for f in frames if len(f)}
     missing = [r for r in (runs or []) if r not in found]
     if missing or not found:
-        path = root / "runs" / (missing[0] if missing else "<run>") / "seed0" / "metrics.jsonl"
+        path = RunPaths(root, missing[0] if missing else "<run>", 0).metrics
         raise MissingArtifactError(path, artifact_command(profile or profile_of(root), "train"))
     df = pd.concat(frames, ignore_index=True)
     front = ["run", "seed", "step"]
     return df[front + [c for c in df.columns if c not in front]].sort_values(front, ignore_index=True)
-
-
-def _read_eval_file(path: Path, run: str, seed: int) -> pd.DataFrame:
-    df = pd.read_parquet(path)
-    need = {"prompt_id", "sample_id", "correct"}
-    if not need <= set(df.columns):
-        raise ValueError(f"{path}: eval parquet lacks columns {sorted(need - set(df.columns))}")
-    if "suite" not in df.columns:
-        df["suite"] = path.stem
-    return df.assign(run=run, seed=seed)
 
 
 # Suites of the non-math domain: the cross-domain analysis reads them; the paper's math tables leave them out.
@@ -219,18 +192,17 @@ def load_eval(root: str | os.PathLike, runs: Sequence[str] | None = None, profil
     profile = profile or profile_of(root)
     frames = []
     if include_base:
-        base_dir = _require(root / "eval" / "base", root, "eval", profile)
-        frames += [_read_eval_file(p, "base", 0) for p in sorted(base_dir.glob("*.parquet"))
+        base_dir = _require(RootPaths(root).base_eval, root, "eval", profile)
+        frames += [read_eval_file(p).assign(run="base", seed=0) for p in eval_files(base_dir)
                    if p.stem not in exclude_suites]
-    if (root / "runs").exists():
-        for run, seed, d in _seed_dirs(root, runs):
-            frames += [_read_eval_file(p, run, seed) for p in sorted((d / "eval").glob("*.parquet"))
-                       if p.stem not in exclude_suites]
+    for paths in iter_runs(root, runs):
+        frames += [read_eval_file(p).assign(run=paths.run, seed=paths.seed) for p in eval_files(paths.eval_dir)
+                   if p.stem not in exclude_suites]
     found = {f["run"].iat[0] for f in frames if len(f)}
     missing = [r for r in (runs or []) if r not in found]
     if missing or not frames:
         what = missing[0] if missing else "<run>"
-        raise MissingArtifactError(root / "runs" / what / "seed0" / "eval", artifact_command(profile, "eval"))
+        raise MissingArtifactError(RunPaths(root, what, 0).eval_dir, artifact_command(profile, "eval"))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -278,210 +250,53 @@ def read_rollout_step(root: str | os.PathLike, run: str, seed: int = 0, step: in
                       profile: str | None = None) -> pd.DataFrame:
     """Token-level rollouts of one recorded step (the last recorded one when ``step`` is None)."""
     root = Path(root)
-    d = _require(root / "runs" / run / f"seed{seed}" / "rollouts", root, "train", profile)
-    files = sorted(d.glob("step_*.parquet"))
-    if step is not None:
-        files = [f for f in files if f.name == f"step_{int(step):06d}.parquet"]
-    if not files:
-        name = f"step_{int(step):06d}.parquet" if step is not None else "step_*.parquet"
-        raise MissingArtifactError(d / name, artifact_command(profile or profile_of(root), "train"))
-    from sent.rollouts import read_rollouts
-
-    return read_rollouts(d, steps=[int(files[-1].stem[5:])])
+    d = _require(RunPaths(root, run, seed).rollouts, root, "train", profile)
+    command = artifact_command(profile or profile_of(root), "train")
+    steps = rollout_steps(d)
+    want = steps[-1] if step is None and steps else step
+    if want is None or int(want) not in steps:
+        raise MissingArtifactError(d / (rollout_file_name(want) if want is not None else "step_*.parquet"), command)
+    return read_rollouts(d, steps=[int(want)], command=command)
 
 
 def recorded_steps(root: str | os.PathLike, run: str, seed: int = 0) -> list[int]:
     """Steps with a rollout file for ``run``/``seed`` (empty when none)."""
-    d = Path(root) / "runs" / run / f"seed{seed}" / "rollouts"
-    return sorted(int(p.stem[5:]) for p in d.glob("step_*.parquet")) if d.exists() else []
+    return rollout_steps(RunPaths(root, run, seed).rollouts)
 
 
 def load_se(root: str | os.PathLike, domain: str = "math", profile: str | None = None) -> pd.DataFrame:
     """The semantic-entropy table ``<root>/se/<domain>.parquet`` (one row per training prompt)."""
-    root = Path(root)
-    return pd.read_parquet(_require(root / "se" / f"{domain}.parquet", root, "se", profile))
+    return read_se_table(root, domain, command=artifact_command(profile or profile_of(root), "se"))
 
 
 def load_curriculum_manifest(root: str | os.PathLike, name: str | None = None, profile: str | None = None) -> dict:
     """``<root>/curriculum/<name>/manifest.json``; with ``name=None`` the only (or first) curriculum."""
+    from sent.curriculum import read_manifest
+
     root = Path(root)
-    cdir = _require(root / "curriculum", root, "curriculum", profile)
+    cdir = _require(RootPaths(root).curricula, root, "curriculum", profile)
     if name is None:
-        names = sorted(p.parent.name for p in cdir.glob("*/manifest.json"))
+        names = sorted(p.name for p in cdir.iterdir() if manifest_file(p).exists())
         if not names:
-            raise MissingArtifactError(cdir / "<name>" / "manifest.json",
+            raise MissingArtifactError(manifest_file(cdir / "<name>"),
                                        artifact_command(profile or profile_of(root), "curriculum"))
         if len(names) > 1:
             logger.info("several curricula %s; using %s (pass name= to choose)", names, names[0])
         name = names[0]
-    path = _require(cdir / name / "manifest.json", root, "curriculum", profile)
-    return {"name": name, **json.loads(path.read_text())}
+    path = _require(RootPaths(root).curriculum_manifest(name), root, "curriculum", profile)
+    return {"name": name, **read_manifest(path)}
 
 
 # ----------------------------------------------------------------------------------------------------
-# Tables
+# Outputs of a notebook
 # ----------------------------------------------------------------------------------------------------
-
-def correct_matrices(eval_df: pd.DataFrame) -> dict[tuple[str, int, str], np.ndarray]:
-    """``{(run, seed, suite): correct (P, n) bool}``, problems x samples ordered by sample_id.
-
-    Every problem of one (run, seed, suite) must have the same number of samples n.
-    """
-    out = {}
-    for (run, seed, suite), g in eval_df.groupby(["run", "seed", "suite"], sort=True):
-        wide = g.pivot_table(index="prompt_id", columns="sample_id", values="correct", aggfunc="first")
-        if wide.isna().any().any():
-            raise ValueError(f"eval of run={run} seed={seed} suite={suite}: problems have different sample "
-                             "counts; re-run `sent eval` so every problem has the same n")
-        out[(run, int(seed), suite)] = wide.to_numpy(dtype=bool)  # (P, n)
-    return out
-
-
-def _per_seed_scores(eval_df: pd.DataFrame, ks: Iterable[int], metric: str) -> pd.DataFrame:
-    from sent import metrics as M
-
-    rows = []
-    for (run, seed, suite), correct in correct_matrices(eval_df).items():
-        n = correct.shape[1]
-        for k in ks:
-            if k > n:  # estimator undefined: shown as missing, never extrapolated
-                value = np.nan
-            elif metric == "pass@k":
-                value = float(np.mean(M.pass_at_k(np.full(len(correct), n), correct.sum(1), k)))
-            else:
-                value = float(np.mean(M.avg_at_k(correct, k)))
-            rows.append(dict(run=run, seed=seed, suite=suite, k=int(k), value=100.0 * value, n_samples=n,
-                             n_problems=len(correct)))
-    return pd.DataFrame(rows)
-
-
-def aggregate_seeds(per_seed: pd.DataFrame, by: Sequence[str] = ("run", "suite", "k")) -> pd.DataFrame:
-    """Mean, sample std (NaN for one seed) and ``n_seeds`` over seeds of ``value``."""
-    g = per_seed.groupby(list(by), sort=False, dropna=False)["value"]
-    out = g.agg(mean="mean", std="std", n_seeds="count").reset_index()
-    out["n_seeds"] = out["n_seeds"].astype(int)
-    return out
-
-
-def pass_at_k_table(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32)) -> pd.DataFrame:
-    """Pass@k (%) per run, suite and k, mean ± std over seeds (long: run, suite, k, mean, std, n_seeds).
-
-    Pass@k per problem = 1 - C(n-c, k)/C(n, k) (unbiased, Chen et al. 2021), averaged over problems;
-    NaN where fewer than k samples exist. The per-suite average over suites is the row ``suite="Avg."``.
-    """
-    return _with_avg(aggregate_seeds(_with_seed_avg(_per_seed_scores(eval_df, ks, "pass@k"))))
-
-
-def avg_at_k_table(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32)) -> pd.DataFrame:
-    """Avg@k (%) per run, suite and k: mean accuracy over k samples per problem, averaged over problems."""
-    return _with_avg(aggregate_seeds(_with_seed_avg(_per_seed_scores(eval_df, ks, "avg@k"))))
-
-
-def _with_seed_avg(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Append, per run and seed, the paper's "Avg." = mean over all (suite x k) cells."""
-    avg = per_seed.groupby(["run", "seed"], as_index=False)["value"].mean().assign(suite="Avg.", k=pd.NA)
-    return pd.concat([per_seed, avg], ignore_index=True)
-
-
-def _with_avg(agg: pd.DataFrame) -> pd.DataFrame:
-    agg["k"] = agg["k"].astype("Int64")
-    return agg.reset_index(drop=True)
-
-
-def pass_at_k_curve(eval_df: pd.DataFrame, ks: Sequence[int] = tuple(range(1, 33))) -> pd.DataFrame:
-    """Pass@k (%) for every k in ``ks`` (default 1..32): long table run, suite, k, mean, std, n_seeds."""
-    return aggregate_seeds(_per_seed_scores(eval_df, ks, "pass@k"))
-
-
-def format_cell(mean: float, std: float, n_seeds: int, digits: int = 2) -> str:
-    """``"12.34 ± 1.20"`` for several seeds, ``"12.34"`` for one, ``"n/a"`` when undefined."""
-    if mean is None or pd.isna(mean):
-        return "n/a"
-    if int(n_seeds) > 1 and not pd.isna(std):
-        return f"{mean:.{digits}f} ± {std:.{digits}f}"
-    return f"{mean:.{digits}f}"
-
-
-def _row_key(suite, k) -> tuple[str, str]:
-    return (str(suite), "" if k is None or pd.isna(k) else str(int(k)))
-
-
-def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours_label: str = "ours",
-                     paper_label: str = "paper") -> pd.DataFrame:
-    """Wide, display-ready table: rows (source, benchmark, k), columns = paper column labels.
-
-    ``ours`` is the output of :func:`pass_at_k_table` / :func:`avg_at_k_table` (cells "mean ± std" over
-    seeds; plus an ``n_seeds`` column); ``paper`` is :func:`load_paper_table`. Our "w/ Mask" cells say the
-    method was not run (unidentified in the paper); the paper's "w/ SENT" numbers sit in the released rule's column
-    (what the authors ran) and its "SENT, paper formula" cells say "not in paper". Our rows come from our (toy) suites, the paper's from its six benchmarks: rows are never mixed.
-    """
-    cols = [PAPER_COLUMNS[m] for m in TABLE_ORDER]
-    blocks = []
-    if ours is not None and len(ours):
-        suites = [s for s in dict.fromkeys(ours["suite"]) if s != "Avg."] + ["Avg."]
-        rows = {}
-        for suite in suites:
-            for k in sorted(ours.loc[ours.suite == suite, "k"].dropna().unique()) or [None]:
-                rows[_row_key(suite, k)] = {c: "" for c in cols}
-        for r in ours.itertuples():
-            key = _row_key(r.suite, r.k)
-            if key in rows and r.run in PAPER_COLUMNS:
-                rows[key][PAPER_COLUMNS[r.run]] = format_cell(r.mean, r.std, r.n_seeds)
-        for key in rows:
-            rows[key][PAPER_COLUMNS["mask"]] = NOT_RUN_NOTE
-            nseeds = ours.loc[ours.run.isin(METHODS), "n_seeds"]
-            rows[key]["n_seeds"] = "" if nseeds.empty else str(int(nseeds.max()))
-        blocks.append(_block(rows, ours_label))
-    if paper is not None and len(paper):
-        rows = {}
-        for r in paper.itertuples():
-            key = _row_key(r.benchmark, r.k)
-            rows.setdefault(key, {c: "" for c in cols})
-            rows[key][r.paper_column] = f"{r.value:.2f}"
-        for key in rows:
-            rows[key][PAPER_COLUMNS["sent"]] = NOT_IN_PAPER
-            rows[key]["n_seeds"] = "unknown"
-        blocks.append(_block(rows, paper_label))
-    if not blocks:
-        raise ValueError("comparison_table needs ours= or paper= (both are empty)")
-    return pd.concat(blocks)
-
-
-def _block(rows: dict, source: str) -> pd.DataFrame:
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    df.index = pd.MultiIndex.from_tuples([(source, b, k) for b, k in df.index], names=["source", "benchmark", "k"])
-    return df
-
-
-def to_markdown(df: pd.DataFrame) -> str:
-    """GitHub markdown of a DataFrame (index levels become leading columns); no extra dependency."""
-    flat = df.reset_index() if any(n is not None for n in df.index.names) else df
-    header = [str(c) for c in flat.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in flat.astype(object).itertuples(index=False):
-        cells = ["" if (v is None or (not isinstance(v, str) and pd.isna(v))) else str(v) for v in row]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def save_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, caption: str = "") -> dict[str, Path]:
-    """Write ``<out_dir>/tables/<name>.csv`` and ``.md`` (caption on top of the markdown)."""
-    tdir = Path(out_dir) / "tables"
-    paths = {"csv": tdir / f"{name}.csv", "md": tdir / f"{name}.md"}
-    atomic_write_text(paths["csv"], df.to_csv())
-    atomic_write_text(paths["md"], (f"{caption}\n\n" if caption else "") + to_markdown(df))
-    return paths
-
 
 def savefig(fig, out_dir: str | os.PathLike, name: str, dpi: int = 150) -> dict[str, Path]:
-    """Save ``fig`` as ``<out_dir>/figures/<name>.png`` and ``.pdf`` (atomic); returns the paths."""
-    fdir = Path(out_dir) / "figures"
-    paths = {}
-    for ext in ("png", "pdf"):
-        paths[ext] = fdir / f"{name}.{ext}"
-        with atomic_path(paths[ext], suffix=f".{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
-    return paths
+    """Save ``fig`` as ``<out_dir>/figures/<name>.png`` and ``.pdf`` (atomic, :func:`sent.artifacts.save_figure`;
+    the figure stays open); returns ``{"png": path, "pdf": path}``."""
+    png, pdf = save_figure(fig, Path(out_dir) / "figures" / name, dpi=dpi, tight_layout=False, bbox_inches="tight",
+                           close=False)
+    return {"png": png, "pdf": pdf}
 
 
 def write_status(out_dir: str | os.PathLike, name: str, status: dict) -> Path:
@@ -497,19 +312,3 @@ def paper_reference_for(profile: str) -> str | None:
     ``paper-7b`` / ``paper-14b`` have no known paper numbers (reference/paper.md §2.2): returns None.
     """
     return None if profile in ("paper-7b", "paper-14b") else "DeepSeek-R1-Distill-Qwen-1.5B"
-
-
-def ablation_table(pass_tab: pd.DataFrame, avg_tab: pd.DataFrame, group: str) -> pd.DataFrame:
-    """One ablation group (:data:`ABLATIONS`): rows = configurations, columns = "Avg." Pass@k / Avg@k."""
-    if group not in ABLATIONS:
-        raise ValueError(f"group={group!r}: use one of {sorted(ABLATIONS)}")
-    rows = []
-    for run, label in ABLATIONS[group]:
-        row = {"configuration": label, "run": run}
-        for name, tab in (("Pass@k Avg.", pass_tab), ("Avg@k Avg.", avg_tab)):
-            hit = tab[(tab.run == run) & (tab.suite == "Avg.")]
-            row[name] = format_cell(*hit[["mean", "std", "n_seeds"]].iloc[0]) if len(hit) else "not run"
-            if len(hit):
-                row["n_seeds"] = int(hit["n_seeds"].iloc[0])
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("configuration")

@@ -63,7 +63,7 @@ def plot_curves(metrics: pd.DataFrame, key: str, ylabel: str, runs: Sequence[str
 
 
 def table_figure(table: pd.DataFrame, title: str, max_col_chars: int = 16):
-    """Render a display table (e.g. :func:`sent.report.comparison_table`) as a figure for PNG/PDF."""
+    """Render a display table (e.g. :func:`sent.report_tables.comparison_table`) as a figure for PNG/PDF."""
     flat = table.reset_index()
     # pandas 3 keeps NaN as a float under astype(str): render missing cells as empty text first.
     text = flat.map(lambda v: v if isinstance(v, str) else ("" if pd.isna(v) else str(v)))

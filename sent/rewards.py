@@ -5,8 +5,8 @@ repeated per generation (peers.md §1.5) and turns ``None`` into NaN (sample exc
 (standard format) or ``[{"role": "assistant", "content": ...}]`` (conversational); both are accepted here, unlike
 ``trl.rewards.accuracy_reward`` which only takes conversational ones.
 
-Correctness uses the same answer extraction and math equivalence as the semantic-entropy clustering
-(:mod:`sent.semantic_entropy`): the last ``\\boxed{}`` of the completion is compared with the gold answer by
+Correctness is :func:`sent.answers.is_correct`, the rule shared with the semantic-entropy clustering, ``sent eval``
+and the toy model: the last ``\\boxed{}`` of the completion is compared with the gold answer by
 ``math_verify.verify(gold, pred)`` (gold first, as in TRL), with each distinct gold/answer string parsed once per
 process. A completion without a box is incorrect. Non-math domains use exact normalised string match.
 
@@ -23,14 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sent.semantic_entropy import (
-    DEFAULT_TIMEOUT_S,
-    canonicalize,
-    extract_answer,
-    matches_gold,
-    normalize_answer,
-    parsed,
-)
+from sent.answers import extract_answer, is_correct
 
 
 def completion_text(completion: Any) -> str:
@@ -48,30 +41,6 @@ def completion_text(completion: Any) -> str:
     if completion is None or (isinstance(completion, Sequence) and not completion):
         return ""
     raise ValueError(f"completion must be a str or a list of {{'role', 'content'}} messages, got {type(completion)}")
-
-
-def is_correct(completion_text: str, gold: str | None, domain: str = "math",
-               timeout_s: int | None = DEFAULT_TIMEOUT_S) -> bool | None:
-    """Whether the last ``\\boxed{}`` answer of ``completion_text`` matches ``gold``; ``None`` if gold is unusable.
-
-    math: ``verify(parse(gold), parse(answer))`` (see :func:`sent.semantic_entropy.matches_gold`); a gold wrapped in
-    ``\\boxed{}`` is unwrapped first. Other domains: equal :func:`normalize_answer` strings.
-    ``is_correct("so \\\\boxed{0.5}", "\\\\frac{1}{2}")`` -> True; ``is_correct("x", "")`` -> None.
-    """
-    if not isinstance(gold, str) or not gold.strip():
-        return None
-    gold_answer = extract_answer(gold) or gold
-    pred = extract_answer(completion_text)
-    if domain != "math":
-        g = normalize_answer(gold_answer)
-        if not g:
-            return None
-        return pred is not None and normalize_answer(pred) == g
-    g = canonicalize(gold_answer)
-    if g is None or (g.parsable and g.key[0] != "q" and not parsed(g, timeout_s)):
-        return None  # unparsable gold: TRL convention is to skip the sample
-    c = canonicalize(pred)
-    return c is not None and matches_gold(g, c, timeout_s)
 
 
 def _column(values: Any, n: int, name: str) -> list:
@@ -224,7 +193,6 @@ def make_accuracy_reward(correct: float = 1.0, incorrect: float = 0.0,
 
 
 accuracy_reward = make_accuracy_reward(1.0, 0.0)
-math_accuracy_reward = accuracy_reward  # name used in docs/ARCHITECTURE.md
 
 
 def format_reward(completions: Sequence, **kwargs) -> list[float]:

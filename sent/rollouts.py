@@ -4,6 +4,9 @@ Schema (docs/ARCHITECTURE.md, "Rollout schema"): ``step, prompt_id, sample_id, s
 tokens, logp, entropy, covariance, low_entropy, high_cov, beta``. Floats are float32 (a cpu run recording every
 10 steps x 64 responses x ~70 tokens stays in the tens of MB). Files are written atomically; a file of a step is
 complete or absent. Parquet metadata key ``sent`` holds ``{"method", "seed", "run", "config"}``.
+
+This module holds the schema, its validation and the writer; the reader is :func:`sent.artifacts.read_rollouts`
+(which imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ SCHEMA = pa.schema([
 ])
 REQUIRED = ("step", "prompt_id", "sample_id", "reward", "advantage", "tokens", "logp", "entropy")
 TOKEN_COLUMNS = ("token_ids", "tokens", "logp", "entropy", "covariance", "low_entropy", "high_cov", "beta")
-_STEP_FILE = re.compile(r"^step_(\d{6,})\.parquet$")
+#: File name of a recorded step; group 1 is the step.
+ROLLOUT_FILE = re.compile(r"^step_(\d{6,})\.parquet$")
+
+
+def rollout_file_name(step: int) -> str:
+    """``step_{step:06d}.parquet``, the file of one recorded step."""
+    return f"step_{int(step):06d}.parquet"
 
 
 class RolloutSchemaError(ValueError):
@@ -44,7 +53,7 @@ class RolloutRecorder:
         self.max_rows = max_rows
 
     def path(self, step: int) -> Path:
-        return self.directory / f"step_{step:06d}.parquet"
+        return self.directory / rollout_file_name(step)
 
     def write_step(self, step: int, rows: list[dict]) -> Path:
         """Write ``rows`` (dicts with the schema's columns) as the file of ``step``; returns its path."""
@@ -68,7 +77,7 @@ class RolloutRecorder:
         """Delete files of steps greater than ``step`` (resume from a checkpoint at ``step``)."""
         dropped = []
         for path in sorted(self.directory.glob("step_*.parquet")):
-            match = _STEP_FILE.match(path.name)
+            match = ROLLOUT_FILE.match(path.name)
             if match and int(match.group(1)) > step:
                 path.unlink()
                 dropped.append(path)
@@ -77,36 +86,23 @@ class RolloutRecorder:
         return dropped
 
 
-def read_rollouts(directory: str | Path, steps: list[int] | None = None):
-    """All ``step_*.parquet`` files of ``directory`` (optionally only ``steps``) as one DataFrame, validated."""
+def validate_rollouts(df):
+    """Return ``df``; raise :class:`RolloutSchemaError` naming a missing required column, a non-integer ``step`` /
+    ``sample_id``, a non-numeric ``reward`` / ``advantage`` or token lists of unequal lengths."""
     import pandas as pd
 
-    from sent.io import require_artifact
-
-    directory = require_artifact(directory, "sent train --record_rollouts_every N ...")
-    paths = []
-    for path in sorted(Path(directory).glob("step_*.parquet")):
-        match = _STEP_FILE.match(path.name)
-        if match and (steps is None or int(match.group(1)) in steps):
-            paths.append(path)
-    if not paths:
-        raise FileNotFoundError(f"no rollout files step_*.parquet in {directory}; train with --record_rollouts_every N")
-    df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    validate_rollouts(df)
-    return df
-
-
-def validate_rollouts(df) -> None:
-    """Raise :class:`RolloutSchemaError` naming missing required columns or token lists of unequal lengths."""
     missing = [name for name in REQUIRED if name not in df.columns]
     if missing:
         raise RolloutSchemaError(f"rollouts miss required column(s) {missing}; required: {list(REQUIRED)}")
     for name in ("step", "sample_id"):
         if not str(df[name].dtype).startswith(("int", "Int")):
             raise RolloutSchemaError(f"column {name!r} must be integer, got {df[name].dtype}")
+    for name in ("reward", "advantage"):
+        if not pd.api.types.is_numeric_dtype(df[name]):
+            raise RolloutSchemaError(f"rollout column {name!r} must be numeric, got dtype {df[name].dtype}")
     present = [c for c in TOKEN_COLUMNS if c in df.columns]
     if len(df) == 0:
-        return
+        return df
     lengths = df["tokens"].map(len)
     for name in present:
         col_len = df[name].map(lambda x: len(x) if x is not None else -1)
@@ -114,6 +110,7 @@ def validate_rollouts(df) -> None:
         if len(bad):
             raise RolloutSchemaError(f"column {name!r} has token lists of a different length than 'tokens' in "
                                      f"{len(bad)} row(s), first row {int(bad[0])}")
+    return df
 
 
 def explode_tokens(df):

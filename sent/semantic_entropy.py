@@ -1,4 +1,4 @@
-"""Semantic entropy (SE) of sampled answers: answer extraction, semantic clustering, entropy, dataset scoring.
+"""Semantic entropy (SE) of sampled answers: semantic clustering, entropy, dataset scoring.
 
 SENT (arXiv 2512.04359, §3.1) samples M responses per training question from the initial policy, groups them into
 semantic-equivalence classes C_1..C_K (for math: "same final answer") and computes
@@ -8,17 +8,8 @@ semantic-equivalence classes C_1..C_K (for math: "same final answer") and comput
 then sorts the questions by H_SE to build the curriculum (``sent.curriculum``). The paper's SE code is not released;
 what is known and unknown is listed in :func:`semantic_entropy`.
 
-Clustering ("math"): two answers are equivalent iff math-verify accepts them in BOTH directions
-(``verify(a, b) and verify(b, a)``, peers.md §4-5). To keep this cheap on 17k prompts x 8 answers we canonicalise:
-
-1. every answer gets a cheap key: its exact rational value when it is a plain number (``2``, ``-0.5``, ``3/4``,
-   ``\\frac{3}{4}``, ``\\dfrac34``), else its normalised string (``$``, ``\\left``/``\\right``, spaces removed,
-   ``\\dfrac``/``\\tfrac`` -> ``\\frac``). Answers with the same key are equivalent without calling math-verify;
-2. each distinct non-numeric string is parsed ONCE (``lru_cache`` per process) and the parsed objects are compared;
-3. math-verify is only called across *different* keys, and not when the pair surely differs (two different exact
-   rationals, two numbers more than ~1e-5 apart, a number vs ``x^2+1`` or vs an interval; see
-   :func:`_surely_different`). A decimal such as ``0.3333333`` still goes through math-verify, which matches it to
-   ``1/3``.
+Answers are read and compared by :mod:`sent.answers` (the last ``\\boxed{}``; "math" equivalence = math-verify in
+BOTH directions, with a parse-once canonicalisation that skips most math-verify calls; see that module).
 
 Greedy clustering as in Farquhar et al. (Nature 2024, ``get_semantic_ids``): each answer is compared to the FIRST
 member of every existing cluster in order and joins the first match, else it opens a new cluster. Equivalence that is
@@ -34,15 +25,12 @@ curriculum would sort by "did not finish" (plan-audit.md finding 4). Two rules, 
 * ``"exclude"``: missing answers are dropped (cluster id -1) and SE is computed over the answered samples only; a
   prompt with no answer at all gets SE NaN (``all_no_answer`` is True; ``sent curriculum`` needs those rows dropped).
 
-A non-empty answer math-verify cannot parse, an answer longer than :data:`MAX_ANSWER_CHARS`, or a plain word
-(``blah``, ``yes``: math-verify would read it as a product of symbols, so ``blah == halb``) is a real answer: it is
-matched by its normalised string only, and so is an answer whose parse would build an astronomically large integer
-(``10^{10^{10}}``, ``12345!``: sympy computes those in C where no timeout can stop it). These and the missing answers
-count in ``n_unparsable``; only the missing ones count in ``n_no_answer`` and follow the rule above.
+Answers that are present but matched by string only (math-verify cannot parse them, over-long, plain words, costly
+to parse: :mod:`sent.answers`) and the missing answers count in ``n_unparsable``; only the missing ones count in
+``n_no_answer`` and follow the rule above.
 
-Timeouts: math-verify bounds ``parse``/``verify`` with ``signal.alarm``, which only works in a process's main thread.
-:func:`score_dataset` runs its workers in separate processes (each in its own main thread). When called from a
-non-main thread we disable math-verify's timeouts and rely on the input bounds (answer length cap) instead.
+Timeouts: math-verify's ``signal.alarm`` timeouts only work in a process's main thread, so :func:`score_dataset` runs
+its workers in separate processes; off the main thread they are disabled (:mod:`sent.answers`).
 """
 
 from __future__ import annotations
@@ -51,286 +39,34 @@ import logging
 import math
 import os
 import pickle
-import re
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
-from fractions import Fraction
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from sent.answers import (
+    DEFAULT_TIMEOUT_S,
+    Canonical,
+    canonicalize,
+    extract_answer,
+    matches_gold,
+    math_equivalent,
+    normalize_answer,
+    parsed,
+)
+
 
 logger = logging.getLogger(__name__)
-
-MAX_ANSWER_CHARS = 200  # longer extracted answers are compared by exact string only (never parsed)
-MAX_TEXT_CHARS = 100_000  # extract_answer only scans the last this many characters of a completion
-DEFAULT_TIMEOUT_S = 5  # math-verify's own default for parse and verify
 
 UNPARSABLE_RULES = ("shared", "exclude")  # what happens to answers with no final answer (module docstring)
 TRUNCATED_WARN_RATIO = 0.05  # above this share of cut answers `sent semantic-entropy` warns (plan-audit.md finding 4)
 
 Equivalence = str | Callable[[str, str], bool]
 
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-
-
-# ----------------------------------------------------------------------------------------------------- extraction
-def extract_answer(text: str | None) -> str | None:
-    """Content of the LAST ``\\boxed{...}`` (or ``\\boxed {...}``, ``\\fbox{...}``) in ``text``, else ``None``.
-
-    Nested and escaped braces are handled (``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``). An unclosed last box (a
-    truncated generation) gives ``None``. Only the last :data:`MAX_TEXT_CHARS` characters are scanned, so absurdly
-    long inputs stay cheap. Non-string input gives ``None``.
-    """
-    if not isinstance(text, str):
-        return None
-    if len(text) > MAX_TEXT_CHARS:
-        text = text[-MAX_TEXT_CHARS:]
-    matches = list(_BOX_RE.finditer(text))
-    if not matches:
-        return None
-    start = matches[-1].end()
-    depth, i, n = 1, start, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2  # skip escaped char, e.g. \{ or \}
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i].strip()
-        i += 1
-    return None
-
-
-# -------------------------------------------------------------------------------------------------- normalisation
-_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_SPACING_RE = re.compile(r"\\[,;:! ]|\\q?quad")
-_LEFT_RIGHT_RE = re.compile(r"\\(?:left|right)(?![a-zA-Z])")
-
-
-def normalize_answer(answer: str, lowercase: bool = True) -> str:
-    """Normalised answer string for exact matching.
-
-    Strips, removes ``$``, unwraps ``\\text{..}`` (and ``\\mathrm``, ``\\textbf``, ...), drops ``\\left``/``\\right``
-    and LaTeX spacing commands, maps ``\\dfrac``/``\\tfrac`` to ``\\frac``, collapses whitespace, strips a trailing
-    period and (by default) lowercases. ``"  The $\\text{Answer}$. "`` -> ``"the answer"``.
-    """
-    s = answer.strip().replace("$", "")
-    s = _TEXT_RE.sub(r"\1", s)
-    s = _SPACING_RE.sub(" ", s)
-    s = _LEFT_RIGHT_RE.sub("", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = " ".join(s.split())
-    s = s.rstrip(".").strip()
-    return s.lower() if lowercase else s
-
-
-_NUM_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
-_SLASH_RE = re.compile(r"^([+-]?)(\d+)/(\d+)$")
-_FRAC_RE = re.compile(r"^([+-]?)\\frac(?:\{([+-]?\d+)\}|(\d))(?:\{([+-]?\d+)\}|(\d))$")
-_WORD_RE = re.compile(r"^[a-z]{2,}$", re.IGNORECASE)
-# Inputs whose parse builds astronomically large integers (10^{10^{10}}, 9^{9^9}, 12345!): sympy computes them in C,
-# where neither math-verify's signal.alarm nor anything else can interrupt it, so they are never parsed.
-_COSTLY_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?[\w.]+\)?\s*\^|\^\s*\{?\s*\d{6,}|\d{4,}\s*!|[)}\]]\s*!|\*\*|\\uparrow")
-
-
-def _rational(s: str) -> tuple[Fraction, bool] | None:
-    """``(value, exact)`` of a plain number written in ``s`` (no spaces), ``exact`` False for decimals."""
-    if _NUM_RE.match(s):
-        return Fraction(s), "." not in s
-    m = _SLASH_RE.match(s)
-    if m:
-        sign, num, den = m.groups()
-        return (Fraction(int(num), int(den)) * (-1 if sign == "-" else 1), True) if int(den) else None
-    m = _FRAC_RE.match(s)
-    if m:
-        sign, n1, n2, d1, d2 = m.groups()
-        num, den = int(n1 or n2), int(d1 or d2)
-        return (Fraction(num, den) * (-1 if sign == "-" else 1), True) if den else None
-    return None
-
-
-@dataclass(frozen=True)
-class Canonical:
-    """Cheap canonical form of one extracted math answer (see the module docstring).
-
-    ``key``: equal keys mean equivalent answers. ``raw``: the string handed to math-verify. ``exact_rational``: the
-    key is an exact rational (integer or fraction). ``parsable``: math-verify may be asked about it (False for words
-    and over-long answers, which are matched by key only).
-    """
-
-    key: tuple
-    raw: str
-    exact_rational: bool = False
-    parsable: bool = True
-    compact: str = ""
-
-
-def canonicalize(answer: str | None) -> Canonical | None:
-    """:class:`Canonical` of an extracted answer, or ``None`` for a missing or empty answer."""
-    if answer is None or not isinstance(answer, str):
-        return None
-    raw = answer.strip().strip("$").strip()
-    if not raw:
-        return None
-    if len(raw) > MAX_ANSWER_CHARS:
-        return Canonical(("s", normalize_answer(raw)), raw, parsable=False)
-    compact = "".join(normalize_answer(raw, lowercase=False).split())
-    if not compact:
-        return None
-    value = _rational(compact)
-    if value is not None:
-        return Canonical(("q", value[0]), raw, exact_rational=value[1], compact=compact)
-    return Canonical(("s", compact), raw, parsable=not (_WORD_RE.match(compact) or _COSTLY_RE.search(compact)))
-
-
-# ------------------------------------------------------------------------------------------------- math-verify glue
-def _timeouts_allowed() -> bool:
-    """math-verify's signal.alarm timeouts only work in the main thread of a process."""
-    return threading.current_thread() is threading.main_thread()
-
-
-@lru_cache(maxsize=65536)
-def _parse_cached(raw: str, timeout_s: int | None) -> tuple:
-    from math_verify import parse
-
-    try:
-        result = tuple(parse(f"${raw}$", parsing_timeout=timeout_s))
-    except Exception as err:  # math-verify raises on odd inputs despite raise_on_error=False
-        logger.debug("math-verify parse failed on %r: %s", raw, err)
-        return ()
-    # inside $...$ math-verify falls back to the bare string when no expression parses: that is a failure too
-    return result if any(not isinstance(x, str) for x in result) else ()
-
-
-@lru_cache(maxsize=65536)
-def _number_expr(compact: str, value: Fraction, exact: bool) -> tuple:
-    """The sympy number math-verify's parser would give for a plain number, built directly (~100x cheaper)."""
-    import sympy
-
-    if not exact:
-        return sympy.Float(compact.lstrip("+"), 15), compact
-    return (sympy.Integer(value.numerator) if value.denominator == 1 else sympy.Rational(value.numerator,
-                                                                                         value.denominator)), compact
-
-
-def parsed(c: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> tuple:
-    """math-verify parse of ``c.raw`` (cached per distinct string and process); ``()`` when no expression parses.
-
-    Plain numbers skip the parser: an Integer/Rational, or a 15-digit Float for decimals, as math-verify produces.
-    """
-    if c.key[0] == "q":
-        return _number_expr(c.compact, c.key[1], c.exact_rational)
-    if not c.parsable:
-        return ()
-    return _parse_cached(c.raw, timeout_s if _timeouts_allowed() else None)
-
-
-def _verify(gold: tuple, pred: tuple, timeout_s: int | None) -> bool:
-    from math_verify import verify
-
-    try:
-        return bool(verify(list(gold), list(pred), timeout_seconds=timeout_s if _timeouts_allowed() else None))
-    except Exception as err:
-        logger.debug("math-verify verify failed: %s", err)
-        return False
-
-
-def _complex(x) -> complex | None:
-    try:
-        v = complex(x.evalf(15))
-    except (TypeError, ValueError, OverflowError, ArithmeticError, AttributeError):
-        return None
-    return v if math.isfinite(v.real) and math.isfinite(v.imag) else None
-
-
-@lru_cache(maxsize=65536)
-def _parsed_kind(raw: str, timeout_s: int | None) -> tuple[str, tuple[complex, ...]]:
-    """What math-verify parsed ``raw`` into, for :func:`_surely_different`.
-
-    ``("num", values)``: plain finite numbers; a percentage ``N\\%`` counts as both N and N/100 (math-verify equates
-    ``9\\%`` with ``9`` and with ``0.09``). ``("sym", ())``: algebraic expressions with free symbols.
-    ``("set", ())``: intervals and sets/tuples of >= 2 elements. ``("other", ())``: anything else.
-    """
-    import sympy
-
-    exprs = [x for x in _parse_cached(raw, timeout_s) if not isinstance(x, str)]
-    if exprs and all(isinstance(x, sympy.Interval) or (isinstance(x, (sympy.FiniteSet, sympy.Tuple)) and len(x) >= 2)
-                     for x in exprs):
-        return "set", ()
-    if not exprs or any(not isinstance(x, sympy.Expr) for x in exprs):
-        return "other", ()
-    if all(x.free_symbols and not isinstance(x, sympy.Symbol) for x in exprs):
-        return "sym", ()
-    values: list[complex] = []
-    for x in exprs:
-        pct = x.has(sympy.UnevaluatedExpr)  # latex2sympy writes N% as N * UnevaluatedExpr(1/100)
-        v = _complex(x.doit() if pct else x) if x.is_number or pct else None
-        if v is None:
-            return "other", ()
-        values += [v, 100 * v] if pct else [v]
-    return "num", tuple(values)
-
-
-def _kind(c: Canonical, timeout_s: int | None) -> tuple[str, tuple[complex, ...]]:
-    if c.key[0] == "q":
-        try:
-            return "num", (complex(float(c.key[1])),)
-        except OverflowError:
-            return "other", ()
-    if not c.parsable:
-        return "other", ()
-    return _parsed_kind(c.raw, timeout_s if _timeouts_allowed() else None)
-
-
-def _surely_different(a: Canonical, b: Canonical, timeout_s: int | None) -> bool:
-    """True when math-verify cannot equate ``a`` and ``b``; lets us skip most ``verify`` calls (tens of ms each).
-
-    * two exact rationals with different values;
-    * two plain numbers more than 1e-5 apart (plus a relative slack for 15-digit evaluation): math-verify equates
-      numbers only symbolically or, when one is a float, after rounding to ``float_rounding=6`` decimals;
-    * a plain number and an interval or a set/tuple of >= 2 elements (math-verify compares ``{n}`` with the set);
-    * a plain number and an algebraic expression with free symbols (``x^2+1``). Here math-verify would run sympy
-      ``simplify(a - b)``, which only succeeds for an identically constant expression such as ``\\sin^2x+\\cos^2x``;
-      we accept that (rare) difference.
-    """
-    if a.exact_rational and b.exact_rational:
-        return True
-    (ka, va), (kb, vb) = _kind(a, timeout_s), _kind(b, timeout_s)
-    if ka == kb == "num":
-        return all(abs(x - y) > 1e-5 + 1e-9 * max(abs(x), abs(y)) for x in va for y in vb)
-    return {ka, kb} in ({"num", "sym"}, {"num", "set"})
-
-
-def matches_gold(gold: Canonical, pred: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> bool:
-    """True if ``pred`` is a correct answer for ``gold``: same key, or ``verify(gold, pred)`` (one direction)."""
-    if gold.key == pred.key:
-        return True
-    if _surely_different(gold, pred, timeout_s):
-        return False
-    pg, pp = parsed(gold, timeout_s), parsed(pred, timeout_s)
-    return bool(pg and pp) and _verify(pg, pp, timeout_s)
-
-
-def math_equivalent(a: Canonical, b: Canonical, timeout_s: int | None = DEFAULT_TIMEOUT_S) -> bool:
-    """Semantic equivalence of two math answers: same key, or math-verify in BOTH directions."""
-    if a.key == b.key:
-        return True
-    if _surely_different(a, b, timeout_s):
-        return False
-    pa, pb = parsed(a, timeout_s), parsed(b, timeout_s)
-    return bool(pa and pb) and _verify(pa, pb, timeout_s) and _verify(pb, pa, timeout_s)
-
 
 # ------------------------------------------------------------------------------------------------------ clustering
-def _greedy(items: Sequence, same: Callable[[object, object], bool]) -> list[int]:
+def greedy_clusters(items: Sequence, same: Callable[[object, object], bool]) -> list[int]:
     """Greedy clustering: compare each item to the first member of each existing cluster (Farquhar et al. 2024)."""
     reps: list = []
     ids: list[int] = []
@@ -371,7 +107,7 @@ def _cluster_math(answers: Sequence[str | None], timeout_s: int | None,
         if c is not None and c.key not in keys:
             keys[c.key] = c
     key_list = list(keys.values())
-    key_cluster = dict(zip(keys, _greedy(key_list, lambda a, b: math_equivalent(a, b, timeout_s))))
+    key_cluster = dict(zip(keys, greedy_clusters(key_list, lambda a, b: math_equivalent(a, b, timeout_s))))
     ids = _number([None if c is None else key_cluster[c.key] for c in canon], unparsable)
     bad = [c is None or not (c.key[0] == "q" or parsed(c, timeout_s)) for c in canon]
     return ids, bad, canon
@@ -392,11 +128,12 @@ def cluster_answers(answers: Sequence[str | None], equivalence: Equivalence = "m
 
     Args:
         answers: extracted final answers (``None`` or empty = no answer, handled by ``unparsable``).
-        equivalence: ``"math"`` (math-verify both ways, parse-once canonicalisation: see the module docstring),
-            ``"exact"`` (equal :func:`normalize_answer` strings), or a callable ``equivalence(a, b) -> bool`` for free
-            text, e.g. bidirectional entailment with an NLI model or cosine similarity of embeddings above a threshold
-            (Kuhn et al. 2023; Farquhar et al. 2024). Callables are applied greedily, comparing each answer to the
-            first member of each cluster; identical strings are merged without calling it.
+        equivalence: ``"math"`` (math-verify both ways, parse-once canonicalisation: see :mod:`sent.answers`),
+            ``"exact"`` (equal :func:`sent.answers.normalize_answer` strings), or a callable
+            ``equivalence(a, b) -> bool`` for free text, e.g. bidirectional entailment with an NLI model or cosine
+            similarity of embeddings above a threshold (Kuhn et al. 2023; Farquhar et al. 2024). Callables are applied
+            greedily, comparing each answer to the first member of each cluster; identical strings are merged without
+            calling it.
         timeout_s: math-verify timeout per call (disabled automatically off the main thread).
         unparsable: ``"shared"`` (all missing answers form one "no answer" cluster) or ``"exclude"`` (they get
             cluster id -1 and are left out of SE); see the module docstring.
@@ -411,7 +148,7 @@ def cluster_answers(answers: Sequence[str | None], equivalence: Equivalence = "m
     keys = _answer_keys(answers, equivalence)
     distinct = list(dict.fromkeys(k for k in keys if k))  # identical strings are always one cluster
     if callable(equivalence):
-        key_cluster = dict(zip(distinct, _greedy(distinct, lambda a, b: bool(equivalence(a, b)))))
+        key_cluster = dict(zip(distinct, greedy_clusters(distinct, lambda a, b: bool(equivalence(a, b)))))
     else:
         key_cluster = {k: i for i, k in enumerate(distinct)}
     return _number([None if k is None else key_cluster[k] for k in keys], unparsable)

@@ -12,12 +12,16 @@ Cost: 1000-1600 SFT steps of the default d=96 model. Measured on a shared, loade
 with one thread: 0.5-0.6 s/step, stop at step 1500, 14 min in all (pass@1 0.21: math 0.32,
 relations 0.11; token entropy 0.48 nats). Estimated 6-8 minutes on an idle 2-core laptop;
 on a shared, overloaded machine use ``--threads 1`` (two threads fighting for one core were 5x
-slower here). ``--profile smoke`` takes a few seconds and its model is untrained.
+slower here). ``--profile smoke`` takes about a minute (600 steps of a 2-layer d=64 model on levels 1-2 only): enough to solve
+a few easy problems, so smoke RL runs see rewards; it is not a result.
 
 Tokenizer: ``tokenizers`` WordLevel over pieces cut by one regex: ``" \\boxed{"``, a newline, a
 word, a single digit, or one punctuation mark, each with its leading space attached. Decoding
 concatenates the pieces (``decoders.Fuse``), so ``decode(encode(text)) == text`` exactly; that
 matters because rewards parse ``\\boxed{}`` from decoded completions.
+
+(About 460 lines: tokenizer, model, SFT loop, stop rule and the saved folder make one recipe whose parts change
+together; answers are checked by :mod:`sent.answers`.)
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sent.answers import is_correct
 from sent.data import relations, synthetic
 
 
@@ -39,7 +44,10 @@ SPECIAL_TOKENS = {"pad": "<pad>", "eos": "</s>", "unk": "<unk>", "bos": "<s>"}
 PIECE_PATTERN = r"\s?\\boxed\{|\n|\s?[A-Za-z]+|\s?\d|\s?[^\sA-Za-z\d]"
 TOY_TEMPLATE = "Q: {problem}\nA:"
 DOMAINS = ("math", "relations")
-# Closed-class words for the "which tokens are low-entropy" report (lower-cased, stripped).
+# Words of the toy chain of thought's scaffolding for the "which tokens are low-entropy" report (lower-cased,
+# stripped): closed-class words plus the toy templates' fixed verbs and openers. Not sent.tokens' English function
+# words, a different list: there "first"/"one" are numbers, "answer begin gives leaves makes next start step" content,
+# and "more less plus minus times many ..." function words; using it would change low_share_function_words.
 FUNCTION_WORDS = frozenset(
     "the a an is are of to and so then thus now next after that first start who than by among over which "
     "we he she it each from at with in them there step one answer gives makes leaves begin does have has".split()
@@ -134,7 +142,7 @@ def _draw_row(domain: str, level: int, rng: random.Random) -> dict:
         else:
             row = relations.make_puzzle(level, rng)
             key = row["key"]
-        if synthetic._split_of(f"{domain}|{key}") != "train":
+        if synthetic.split_of(f"{domain}|{key}") != "train":
             continue
         if domain == "math":
             text, cosmetic = synthetic.problem_text(p, rng)
@@ -168,25 +176,9 @@ def sft_batch(tokenizer, rows: list[dict], template: str = TOY_TEMPLATE) -> dict
 
 
 # ---------------------------------------------------------------------------------------------
-# Sampling and scoring (a small local helper; the project's sampler is sent.generation)
+# Sampling and scoring (a small local sampler that records token entropies; the project's sampler is
+# sent.generation). Answers are scored by sent.answers.is_correct, the rule of the rewards and of `sent eval`.
 # ---------------------------------------------------------------------------------------------
-def boxed_answer(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` in ``text`` (no nesting in toy outputs), else ``None``."""
-    found = re.findall(r"\\boxed\{([^{}]*)\}", text)
-    return found[-1].strip() if found else None
-
-
-def is_correct(completion: str, gold: str, domain: str) -> bool:
-    """Math: numeric equality (``3/4 == 0.75``); other domains: exact case-folded string match."""
-    pred = boxed_answer(completion)
-    if pred is None:
-        return False
-    if domain == "math":
-        a, b = synthetic.parse_number(pred), synthetic.parse_number(gold)
-        return a is not None and a == b
-    return pred.casefold() == gold.strip().casefold()
-
-
 @torch.no_grad()
 def sample_with_entropy(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 96,
                         temperature: float = 1.0, batch_size: int = 128, seed: int = 0) -> list[dict]:
@@ -236,7 +228,7 @@ def evaluate(model, tokenizer, rows: list[dict], *, samples: int = 1, temperatur
     ent, toks = [], []
     for j, o in enumerate(outs):
         r = rows[j // samples]
-        ok = is_correct(o["text"], r["answer"], r["domain"])
+        ok = bool(is_correct(o["text"], r["answer"], r["domain"]))  # None (unusable gold) counts as a miss
         per_domain.setdefault(r["domain"], []).append(ok)
         per_level.setdefault(f"{r['domain']}-{r['level']}", []).append(ok)
         ent += o["entropy"]
@@ -301,6 +293,7 @@ class SFTSettings:
     target_pass_at_1: float = 0.25
     report_rows_per_domain: int = 128
     report_samples: int = 2
+    levels: tuple[int, ...] | None = None  # difficulty levels drawn for SFT (None: all); the smoke base learns 1-2
 
     def __post_init__(self):
         for name in ("max_steps", "batch_size", "eval_every", "eval_rows_per_domain", "report_rows_per_domain",
@@ -330,7 +323,8 @@ def _length_bucketed_batches(tokenizer, settings: SFTSettings, rng: random.Rando
     Levels differ 3x in length, so random batches are half padding; bucketing halves the cost of
     a step without changing which rows are seen.
     """
-    rows = draw_rows(settings.batch_size * n_batches, rng, settings.math_ratio)
+    levels = settings.levels or synthetic.LEVELS
+    rows = draw_rows(settings.batch_size * n_batches, rng, settings.math_ratio, levels=levels)
     lengths = [len(split_pieces(r["problem"] + " " + r["solution"])) for r in rows]
     rows = [rows[i] for i in sorted(range(len(rows)), key=lengths.__getitem__)]
     batches = [rows[i : i + settings.batch_size] for i in range(0, len(rows), settings.batch_size)]
@@ -372,24 +366,23 @@ def sft_train(model, tokenizer, settings: SFTSettings, seed: int = 0) -> dict:
             ev = evaluate(model, tokenizer, eval_rows, seed=step)
             history.append({"step": step, "loss": loss.item(), "pass@1": ev["pass@1"],
                             "pass@1_by_domain": ev["pass@1_by_domain"], "entropy": ev["mean_token_entropy"],
-                            "low_share_function_words": ev["low_share_function_words"],
-                            "seconds": time.monotonic() - t0})
+                            "low_share_function_words": ev["low_share_function_words"]})
             logger.info("SFT step %d: loss %.3f, held-out pass@1 %.3f, token entropy %.3f", step, loss.item(),
                         ev["pass@1"], ev["mean_token_entropy"])
             if ev["pass@1"] >= settings.target_pass_at_1:
                 stop_reason = "target_pass_at_1"
                 break
     bar.close()
-    return {"steps": step, "stop_reason": stop_reason, "seconds": time.monotonic() - t0, "history": history,
-            "final_loss": loss.item()}
+    return {"steps": step, "stop_reason": stop_reason, "history": history, "final_loss": loss.item()}
 
 
 PROFILES = {
     "cpu": (ToyModelConfig(), SFTSettings()),
-    "smoke": (ToyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
-              SFTSettings(max_steps=12, batch_size=16, warmup_steps=4, min_steps=12,
-                          eval_every=12, eval_rows_per_domain=4, target_pass_at_1=1.0, report_rows_per_domain=8,
-                          report_samples=1)),
+    # smoke: a minute of SFT on levels 1-2 only, so the base solves some easy problems and RL has a reward signal
+    "smoke": (ToyModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
+              SFTSettings(max_steps=600, batch_size=32, warmup_steps=20, min_steps=600, eval_every=600,
+                          eval_rows_per_domain=4, target_pass_at_1=1.0, report_rows_per_domain=24,
+                          report_samples=1, levels=(1, 2))),
 }
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json",
                   "sent_prompt.json", "base_report.json")
@@ -439,7 +432,7 @@ def build_toy_base(out, profile: str = "cpu", seed: int = 0, model_cfg: ToyModel
     report = evaluate(model.eval(), tokenizer, rows, samples=settings.report_samples, seed=seed)
     report.update({"profile": profile, "seed": seed, "n_params": n_params, "vocab_size": len(tokenizer),
                    "sft": sft, "model_config": vars(model_cfg), "sft_settings": vars(settings),
-                   "total_seconds": time.monotonic() - t0, "temperature": 1.0,
+                   "temperature": 1.0,
                    "note": "pass@1 and token entropy measured by sampling at T=1 on held-out train-distribution "
                            "problems (report_samples per problem)"})
 
@@ -456,7 +449,8 @@ def build_toy_base(out, profile: str = "cpu", seed: int = 0, model_cfg: ToyModel
             "template": TOY_TEMPLATE, "template_name": "toy", "domains": list(DOMAINS),
             "equivalence": {"math": "math", "relations": "exact"}, "completion_prefix": " ",
             "max_new_tokens": 96, "levels": list(synthetic.LEVELS)})
-        atomic_write_json(tmp / "base_report.json", report)
+        atomic_write_json(tmp / "base_report.json", report)  # settings and results only: same seed, same report
+        atomic_write_json(tmp / "build_timing.json", {"total_seconds": time.monotonic() - t0})  # machine-dependent
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; the final folder is an ordinary one
         if out.exists():
             shutil.rmtree(out)  # an incomplete folder from an earlier run

@@ -7,11 +7,12 @@ Overridden TRL methods (private API, pinned by tests/test_trl_pin.py):
   ``sent_stage``, ``sent_reward`` and, with ``token_filter=content``, ``sent_eligible``) so that they are shuffled
   and split with the rows.
 * ``_compute_loss``: one policy forward (logp + entropy), ``LossInputs`` -> registry loss -> TRL's aggregation
-  (:func:`aggregate_loss`, a copy of TRL's normalisers for grpo/bnpo/dr_grpo/dapo), metrics, rollout recording.
+  (``sent.aggregation.aggregate_loss``, a copy of TRL's normalisers for grpo/bnpo/dr_grpo/dapo), metrics (gate
+  metrics from ``sent.gating.gate_metrics``), rollout recording.
 
 Everything else (generation, rewards, advantages, old/ref log-probs, buffering, logging, checkpoints) is TRL's.
 ``self.beta`` is TRL's switch for "compute reference log-probs"; the actual k3 coefficient is ``args.beta``
-(``LossSettings.beta``). Data order comes from :func:`build_curriculum_dataset` + ``shuffle_dataset=False``.
+(``LossSettings.beta``). Data order comes from ``sent.curriculum.build_curriculum_dataset`` + ``shuffle_dataset=False``.
 
 Curriculum stages are separate trainings (``sent train`` runs one trainer per stage, as the authors' scripts do):
 stage k starts from stage k-1's final weights, which are also its reference model, with a fresh optimizer and LR
@@ -21,9 +22,7 @@ schedule. ``step_offset`` makes the logged steps and rollout files of stage k co
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -31,7 +30,9 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from sent.gating import compute_gates
+from sent.aggregation import aggregate_loss
+from sent.artifacts import ROLLOUTS, append_metrics
+from sent.gating import compute_gates, gate_metrics, gate_sums
 from sent.losses import LossInputs, get_loss
 from sent.trainer_config import SENTConfig
 
@@ -40,63 +41,6 @@ logger = logging.getLogger(__name__)
 
 _MM_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
             "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
-
-
-def aggregate_loss(per_token_loss, mask, loss_type, *, training, grad_accum, num_items_in_batch=None,
-                   num_processes=1, steps_per_generation=1, max_completion_length=None):
-    """TRL 1.16 ``_compute_loss`` aggregation (grpo_trainer.py L3152-3185), returns ``(loss, policy_loss)``.
-
-    grpo: mean over sequences of the per-sequence token mean, / grad_accum. bnpo: token mean of the micro-batch,
-    / grad_accum. dr_grpo: sum / (B * max_completion_length), / grad_accum. dapo: sum / (active tokens of the
-    generation batch / num_processes * grad_accum / steps_per_generation). In eval nothing is accumulated.
-    ``per_token_loss`` (B, T) float, ``mask`` (B, T) bool or 0/1.
-    """
-    mask = mask.to(per_token_loss.dtype)
-    accum = grad_accum if training else 1.0
-    if loss_type == "grpo":
-        loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-    elif loss_type == "bnpo":
-        loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
-    elif loss_type == "dr_grpo":
-        loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * max_completion_length)
-    elif loss_type == "dapo":
-        normalizer = num_items_in_batch.clamp(min=1.0) / num_processes
-        if training:
-            normalizer = normalizer * grad_accum / steps_per_generation
-        loss = (per_token_loss * mask).sum() / normalizer
-        return loss, loss.detach()
-    else:
-        raise ValueError(f"loss_type={loss_type!r} is not supported; use grpo, bnpo, dr_grpo or dapo")
-    return loss / accum, loss.detach()
-
-
-def build_curriculum_dataset(stages, *, epochs_per_stage: int, prompts_per_generation: int, seed: int,
-                             first_stage: int = 1):
-    """Concatenate curriculum stages in order, each repeated ``epochs_per_stage`` times, shuffled per (stage, epoch).
-
-    ``stages``: list of ``datasets.Dataset`` (stage 1 = lowest semantic entropy; a run without a curriculum is one
-    stage). Each (stage, epoch) block is cut to a multiple of ``prompts_per_generation`` (verl's ``drop_last``), so
-    a generation batch never mixes stages and the number of generation batches is
-    ``sum(len(stage) // prompts_per_generation) * epochs_per_stage``. Adds an int ``stage`` column numbered from
-    ``first_stage``. Use with ``shuffle_dataset=False`` (`sent train` sets it).
-    """
-    from datasets import concatenate_datasets
-
-    if not stages:
-        raise ValueError("stages is empty: pass at least one curriculum stage")
-    blocks = []
-    for index, stage in enumerate(stages, start=first_stage):
-        n_keep = len(stage) // prompts_per_generation * prompts_per_generation
-        if n_keep == 0:
-            raise ValueError(f"stage {index} has {len(stage)} prompts, fewer than one generation batch "
-                             f"({prompts_per_generation} prompts); lower the batch size or merge stages")
-        stage = stage.add_column("stage", [index] * len(stage)) if "stage" not in stage.column_names else \
-            stage.remove_columns("stage").add_column("stage", [index] * len(stage))
-        for epoch in range(epochs_per_stage):
-            g = torch.Generator().manual_seed(seed * 1_000_003 + index * 1_009 + epoch)
-            order = torch.randperm(len(stage), generator=g)[:n_keep].tolist()
-            blocks.append(stage.select(order))
-    return concatenate_datasets(blocks)
 
 
 def load_token_filter(path: str):
@@ -108,20 +52,10 @@ def load_token_filter(path: str):
         raise ValueError(f"token_filter_fn={path!r} cannot be imported ({err}); pass 'package.module:function'") from err
 
 
-def truncate_metrics(path: str | Path, last_step: int) -> None:
-    """Drop lines of ``metrics.jsonl`` whose ``step`` is greater than ``last_step`` (resume from a checkpoint)."""
-    from sent.io import atomic_write_text
-
-    path = Path(path)
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
 class MetricsJSONLCallback(TrainerCallback):
-    """Append one JSON line per optimizer step to ``path`` (main process), flushed at once. ``step_offset`` is added
-    to the trainer's step (the steps of earlier curriculum stages)."""
+    """Append one ``metrics.jsonl`` row per optimizer step to ``path`` on the main process
+    (``sent.artifacts.append_metrics``); ``step_offset`` is added to the trainer's step (the steps of earlier
+    curriculum stages). Evaluation logs and the end-of-training summary are not written."""
 
     def __init__(self, path: str | Path, step_offset: int = 0):
         self.path = Path(path)
@@ -132,15 +66,7 @@ class MetricsJSONLCallback(TrainerCallback):
             return
         if any(key.startswith("eval_") for key in logs):
             return
-        row = {"step": state.global_step + self.step_offset}
-        for key, value in logs.items():
-            row[key] = None if isinstance(value, float) and math.isnan(value) else value
-        if row.get("stage") is not None:
-            row["stage"] = int(round(row["stage"]))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
+        append_metrics(self.path, state.global_step + self.step_offset, logs)
 
 
 class _RolloutFlush(TrainerCallback):
@@ -183,7 +109,7 @@ class SENTTrainer(GRPOTrainer):
             from sent.rollouts import RolloutRecorder
 
             meta = {"method": args.method, "seed": args.seed, "run": args.run_name, "config": args.to_dict()}
-            self.recorder = RolloutRecorder(Path(rollouts_dir or Path(args.output_dir) / "rollouts"), metadata=meta,
+            self.recorder = RolloutRecorder(Path(rollouts_dir or Path(args.output_dir) / ROLLOUTS), metadata=meta,
                                             max_rows=args.record_max_rows)
         self.add_callback(_RolloutFlush(self))
 
@@ -320,14 +246,11 @@ class SENTTrainer(GRPOTrainer):
         over ranks."""
         metrics = self._metrics[mode]
         fmask = mask.float()
-        low, high = gates.low_entropy & mask, gates.high_cov & mask
+        g_sums, cov_max = gate_sums(gates, entropies, mask)  # this rank's rows
         ent = entropies.detach().float()
-        cov = gates.covariance.float()
         old_gap = (logps.detach() - li.old_logp[rows][:, : mask.size(1)]).abs()  # this rank's rows, (B, T)
         sums = torch.stack([
-            fmask.sum(), (ent * fmask).sum(), low.sum(), (ent * low).sum(), high.sum(), (ent * high).sum(),
-            (gates.beta * fmask).sum(), (gates.beta * low).sum(), (old_gap * fmask).sum(),
-            (cov * low).sum(), (cov.pow(2) * low).sum(), fmask.sum(-1).mean() if mask.numel() else fmask.sum(),
+            (ent * fmask).sum(), (old_gap * fmask).sum(), fmask.sum(-1).mean() if mask.numel() else fmask.sum(),
             li.mask.sum(),  # tokens the gates were computed over: this micro-batch, or all ranks' (gate_scope=global)
         ])
         ref = inputs.get("ref_per_token_logps")
@@ -336,19 +259,18 @@ class SENTTrainer(GRPOTrainer):
             kl_sum = ((torch.exp(d) - d - 1) * fmask).sum()
         else:
             kl_sum = torch.tensor(float("nan"), device=fmask.device)
-        sums = self.accelerator.reduce(torch.cat([sums, kl_sum.view(1)]), reduction="sum")
-        n, n_low, n_high = sums[0].clamp(min=1), sums[2].clamp(min=1), sums[4].clamp(min=1)
-        cov_mean = sums[9] / n_low
+        sums = self.accelerator.reduce(torch.cat([g_sums, sums, kl_sum.view(1)]), reduction="sum")
+        k = len(g_sums)
+        gate = gate_metrics(sums[:k], self.accelerator.gather(cov_max.view(1)).max(), zero_on_empty=True)
+        ent_sum, old_gap_sum, length_sum, seen_sum, kl_sum = sums[k:]
+        n = sums[0].clamp(min=1)  # valid tokens of all ranks
         values = {
-            "entropy/all": sums[1] / n, "entropy/low": sums[3] / n_low, "entropy/high_cov": sums[5] / n_high,
-            "share/low": sums[2] / n, "share/high_cov": sums[4] / n, "beta/mean": sums[6] / n,
-            "beta/mean_low": sums[7] / n_low, "kl/old": sums[8] / n, "cov/mean": cov_mean,
-            "cov/std": (sums[10] / n_low - cov_mean**2).clamp(min=0).sqrt(),
-            "length/mean": sums[11] / self.accelerator.num_processes, "kl/ref": sums[13] / n,
-            "gate/tokens_seen": sums[12] / self.accelerator.num_processes,
+            "entropy/all": ent_sum / n, **{key: gate[key] for key in (
+                "entropy/low", "entropy/high_cov", "share/low", "share/high_cov", "beta/mean", "beta/mean_low")},
+            "kl/old": old_gap_sum / n, "cov/mean": gate["cov/mean"], "cov/std": gate["cov/std"],
+            "length/mean": length_sum / self.accelerator.num_processes, "kl/ref": kl_sum / n,
+            "gate/tokens_seen": seen_sum / self.accelerator.num_processes, "cov/max": gate["cov/max"],
         }
-        cov_max = torch.where(low, cov, torch.full_like(cov, -float("inf"))).max()
-        values["cov/max"] = self.accelerator.gather(cov_max.view(1)).max()
         for key, value in values.items():
             metrics[key].append(float(value))
         if ref is not None:

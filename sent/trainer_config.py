@@ -1,8 +1,13 @@
-"""``SENTConfig``: TRL's ``GRPOConfig`` plus the knobs of the ``sent.losses`` registry, the curriculum and recording.
+"""``SENTConfig``: TRL's ``GRPOConfig`` plus the knobs of the ``sent.losses`` registry, the curriculum and recording;
+``TrainScriptArguments`` (data, paths, prompt, reward) and :func:`train_parser`, the parser of ``sent train``.
 
 Every field carries its unit, range, the paper's value and the section of ``reference/paper.md`` it comes from.
-``__post_init__`` rejects TRL options that ``SENTTrainer._compute_loss`` does not reproduce, with a message that
-says what to use instead.
+The loss knobs are declared once, in ``sent.loss_settings.LossSettings`` (default, help, range check): SENTConfig
+gets them as fields through ``_LossArguments``, built from ``dataclasses.fields(LossSettings)``, reads the others
+from TRL's own fields named by ``metadata["trl_field"]`` (``epsilon``, ``epsilon_high``, ``beta``, ``entropy_coef``,
+``use_bias_correction_kl``), and validates them with the same ``LossSettings.validate`` (:meth:`loss_settings`).
+``__post_init__`` also rejects TRL options that ``SENTTrainer._compute_loss`` does not reproduce, with a message
+that says what to use instead.
 
 Off-policy requirement (kl_cov, sent_release). Both penalise ``|log pi_theta - log pi_old|``. When every generation
 batch is used for exactly one optimizer step, TRL does not compute ``old_per_token_logps`` (``None`` -> the loss
@@ -14,9 +19,11 @@ or ``num_iterations > 1``; then TRL computes the old-policy log-probs itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from trl import GRPOConfig
+
+from sent.loss_settings import LossSettings
 
 
 # Methods whose penalty is against the old (rollout) policy, so they need several updates per generation batch.
@@ -27,82 +34,38 @@ SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 GATE_SCOPES = ("micro_batch", "global")
 TOKEN_FILTERS = ("none", "content")
 
-# SENTConfig field -> LossSettings field (only where the names differ; TRL's own fields are reused).
-_LOSS_SETTING_FIELDS = (
-    "low_entropy_ratio", "beta_low", "beta_high", "high_cov_ratio", "high_cov_threshold", "cov_center",
-    "use_low_entropy_kl", "use_high_cov_tier", "entropy_coef", "entropy_adv_alpha", "entropy_adv_kappa",
-    "clip_cov_ratio", "clip_cov_lb", "clip_cov_ub", "kl_cov_ratio", "kl_cov_coef", "high_entropy_ratio",
-    "release_kl_cov_ratio", "release_kl_coef", "release_high_coef", "release_low_coef", "release_int_mask_indexing",
-)
-
 
 def _help(text: str) -> dict:
     """Field metadata; '%' is doubled because argparse %-formats help strings (``sent train --help``)."""
     return {"help": text.replace("%", "%%")}
 
 
+def _config_name(f) -> str:
+    """The SENTConfig field that carries LossSettings field ``f``."""
+    return f.metadata.get("trl_field", f.name)
+
+
+# The loss knobs as SENTConfig fields, made from LossSettings' own declaration: every field of LossSettings except
+# those SENTConfig reads from TRL's GRPOConfig fields as TRL declares them; "override_trl" ones redeclare TRL's field
+# with LossSettings' default and help. A base class placed before GRPOConfig, so that its fields override TRL's.
+_LossArguments = make_dataclass(
+    "_LossArguments",
+    [(_config_name(f), f.type, field(default=f.default, metadata=_help(f.metadata["help"])))
+     for f in fields(LossSettings) if "trl_field" not in f.metadata or f.metadata.get("override_trl")],
+    namespace={"__module__": __name__},
+)
+
+
 @dataclass
-class SENTConfig(GRPOConfig):
-    """GRPOConfig + SENT. TRL fields reused as loss settings: ``beta`` (global k3 KL to the reference on all tokens,
-    paper 0.001, §1.7), ``use_bias_correction_kl`` (k3 x IS ratio), ``epsilon``/``epsilon_high`` (PPO clip),
+class SENTConfig(_LossArguments, GRPOConfig):
+    """GRPOConfig + SENT: the loss knobs (from ``LossSettings``), ``method``, the curriculum, recording and the gate
+    scope. TRL fields used as loss settings: ``beta`` (global k3 KL to the reference on all tokens, paper 0.001,
+    §1.7), ``use_bias_correction_kl`` (k3 x IS ratio; default False here), ``epsilon``/``epsilon_high`` (PPO clip),
     ``entropy_coef`` (only for ``method=entropy_bonus``)."""
 
-    use_bias_correction_kl: bool = field(default=False, metadata=_help(
-        "Multiply the reference-KL terms (global k3 and SENT's token KL) by the IS ratio exp(logp - old_logp). "
-        "Default False as verl and the authors' fork (their k3 has no such factor); TRL's own default is True."))
     method: str = field(default="sent", metadata=_help(
         "Loss from the sent.losses registry: grpo, entropy_bonus, entropy_adv, clip_cov, kl_cov, high_entropy, sent, "
         "sent_release (DESIGN.md §5)."))
-    # --- SENT token gates (paper §1.7-1.8) ---
-    low_entropy_ratio: float = field(default=0.8, metadata=_help(
-        "Fraction (0..1] of valid tokens of the micro-batch, lowest entropy first, forming the low-entropy set. "
-        "Paper/released code: 0.8 (bottom 80%, paper.md §1.8 step 4)."))
-    beta_low: float = field(default=0.05, metadata=_help(
-        "KL coefficient (>=0) on low-entropy tokens outside the high-covariance tier. Released code: 0.1 x 0.5 = "
-        "0.05 (paper.md §3)."))
-    beta_high: float = field(default=0.2, metadata=_help(
-        "KL coefficient (>=0) on the high-covariance tier of the low-entropy set. Released code: 0.1 x 2.0 = 0.2."))
-    high_cov_ratio: float | None = field(default=0.0002, metadata=_help(
-        "Fraction (0..1] of low-entropy tokens, highest covariance first, forming the high-cov tier. Released code: "
-        "0.0002 (top 0.02%, at least 1 token). Set to None to use high_cov_threshold instead."))
-    high_cov_threshold: float | None = field(default=None, metadata=_help(
-        "Absolute covariance threshold tau_cov (paper's form; value UNKNOWN, paper.md §6). Exclusive with "
-        "high_cov_ratio."))
-    cov_center: str = field(default="low", metadata=_help(
-        "Where covariance means are taken: 'low' (over the low-entropy set, released code) or 'valid' (all valid tokens, paper text)."))
-    use_low_entropy_kl: bool = field(default=True, metadata=_help(
-        "Ablation: apply beta_low on low-entropy tokens (False -> only the high-cov tier gets a KL)."))
-    use_high_cov_tier: bool = field(default=True, metadata=_help(
-        "Ablation: use the high-covariance tier with beta_high (False -> beta_low on the whole low-entropy set)."))
-    # --- baselines (peers.md §2-3) ---
-    entropy_adv_alpha: float = field(default=0.4, metadata=_help(
-        "entropy_adv: scale alpha of the detached entropy advantage term (Cheng et al. 2506.14758; paper value "
-        "UNKNOWN)."))
-    entropy_adv_kappa: float = field(default=2.0, metadata=_help(
-        "entropy_adv: clip kappa, the entropy term is capped at |A|/kappa (Cheng et al.)."))
-    clip_cov_ratio: float = field(default=0.0002, metadata=_help(
-        "clip_cov: fraction (0..1] of valid tokens whose gradient is detached (verl default and Cui et al.'s 7B/32B "
-        "recipes: 0.0002; their recipes also set epsilon = epsilon_high = 1)."))
-    clip_cov_lb: float = field(default=1.0, metadata=_help(
-        "clip_cov: lower covariance bound of candidates (verl default and Cui et al.'s recipes: 1.0)."))
-    clip_cov_ub: float = field(default=5.0, metadata=_help(
-        "clip_cov: upper covariance bound of candidates (verl default and Cui et al.'s recipes: 5.0)."))
-    kl_cov_ratio: float = field(default=0.0002, metadata=_help(
-        "kl_cov: fraction (0..1] of valid tokens, highest covariance first, that get |logp-old| (verl and SENT fork "
-        "default 0.0002; Cui et al.'s 7B recipe 0.002, 32B 0.0002)."))
-    kl_cov_coef: float = field(default=0.1, metadata=_help(
-        "kl_cov: coefficient ppo_kl_coef of |logp-old| (SENT fork / verl config default 0.1; Cui et al.'s recipes "
-        "1). Same default as sent.losses.LossSettings."))
-    high_entropy_ratio: float = field(default=0.2, metadata=_help(
-        "high_entropy: fraction (0..1] of highest-entropy tokens of the micro-batch, k = int(N*ratio + 0.9999), that "
-        "keep the policy gradient; the policy term is their mean (2506.01939: 0.2)."))
-    release_kl_cov_ratio: float = field(default=0.0002, metadata=_help(
-        "sent_release: top/bottom fraction of the low-entropy set by covariance (released code 0.0002)."))
-    release_kl_coef: float = field(default=0.1, metadata=_help("sent_release: ppo_kl_coef (released code 0.1)."))
-    release_high_coef: float = field(default=2.0, metadata=_help("sent_release: factor on the top-cov tokens (2.0)."))
-    release_low_coef: float = field(default=0.5, metadata=_help("sent_release: factor on the bottom-cov tokens (0.5)."))
-    release_int_mask_indexing: bool = field(default=False, metadata=_help(
-        "sent_release: reproduce the released code's integer-mask indexing quirk exactly (see sent.losses)."))
     # --- curriculum (paper §3) ---
     curriculum_dir: str | None = field(default=None, metadata=_help(
         "Folder with manifest.json + stage_{i}.parquet (sent curriculum). Stages are trained in order, low SE first."))
@@ -118,7 +81,7 @@ class SENTConfig(GRPOConfig):
     token_filter: str = field(default="none", metadata=_help(
         "'none' or 'content': with 'content', tokens for which token_filter_fn is False (function words, "
         "punctuation) are excluded from the low-entropy set via LossInputs.eligible."))
-    token_filter_fn: str = field(default="analysis.linguistic_filter:content_mask", metadata=_help(
+    token_filter_fn: str = field(default="sent.tokens:content_mask", metadata=_help(
         "Import path 'module:function' of fn(token_strings: list[str]) -> list[bool] (True = eligible)."))
     # --- recording / scope ---
     record_rollouts_every: int = field(default=0, metadata=_help(
@@ -172,22 +135,8 @@ class SENTConfig(GRPOConfig):
                     f"({self.updates_per_generation()}), otherwise a resumed run regenerates mid-batch and diverges")
 
     def _validate_ranges(self) -> None:
-        fractions = ["low_entropy_ratio", "clip_cov_ratio", "kl_cov_ratio", "high_entropy_ratio",
-                     "release_kl_cov_ratio"]
-        if self.high_cov_ratio is not None:
-            fractions.append("high_cov_ratio")
-        for name in fractions:
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name}={value} must be a fraction in (0, 1]")
-        for name in ("beta_low", "beta_high", "kl_cov_coef", "release_kl_coef", "beta"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if (self.high_cov_ratio is None) == (self.high_cov_threshold is None):
-            raise ValueError("set exactly one of high_cov_ratio (released code, 0.0002) and high_cov_threshold "
-                             "(paper's tau_cov); the other must be None")
-        if self.cov_center not in ("low", "valid"):
-            raise ValueError(f"cov_center={self.cov_center!r} must be 'low' or 'valid'")
+        """The loss knobs through ``LossSettings.validate`` (their one range check), then SENTConfig's own fields."""
+        self.loss_settings()
         if self.gate_scope not in GATE_SCOPES:
             raise ValueError(f"gate_scope={self.gate_scope!r} must be one of {GATE_SCOPES}")
         if self.token_filter not in TOKEN_FILTERS:
@@ -220,13 +169,40 @@ class SENTConfig(GRPOConfig):
         token_kl = self.method in REF_KL_METHODS and self.use_low_entropy_kl and self.beta_high > 0
         return self.beta > 0 or token_kl
 
-    def loss_settings(self):
-        """The ``sent.losses.LossSettings`` for this config."""
-        from sent.losses import LossSettings
-
-        values = {name: getattr(self, name) for name in _LOSS_SETTING_FIELDS}
-        values.update(
-            epsilon_low=self.epsilon, epsilon_high=self.epsilon_high if self.epsilon_high is not None else self.epsilon,
-            beta=self.beta, kl_bias_correction=self.use_bias_correction_kl,
-        )
+    def loss_settings(self) -> LossSettings:
+        """The ``sent.loss_settings.LossSettings`` for this config (validated), one value per LossSettings field."""
+        values = {f.name: getattr(self, _config_name(f)) for f in fields(LossSettings)}
+        if values["epsilon_high"] is None:  # TRL: epsilon_high None means epsilon
+            values["epsilon_high"] = self.epsilon
         return LossSettings(**values)
+
+
+@dataclass
+class TrainScriptArguments:
+    """The ``sent train`` arguments that are not trainer settings: data, paths, prompt and reward."""
+
+    train_data: str = field(default="synthetic:math:512", metadata={"help": (
+        "Training prompts: 'synthetic:<math|relations>:<n>' (offline generator), 'curriculum' (use --curriculum_dir),"
+        " a parquet/jsonl file in the common schema or an SE table, or 'benchmark:<name>' (e.g. benchmark:dapo; "
+        "needs --allow_download, fixtures in --dry_run).")})
+    root: str = field(default="artifacts/cpu", metadata={"help": "Artifact root; the run goes to <root>/runs/<run>/seed<k>."})
+    run: str | None = field(default=None, metadata={"help": "Run name (default: the method)."})
+    prompt_template: str = field(default="toy", metadata={"help": (
+        "'toy', 'paper' (\\boxed{} instruction), 'dapo' (DAPO-Math-17k's 'Answer:' instruction) or a string with "
+        "{problem}.")})
+    reward_rule: str = field(default="math_verify", metadata={"help": (
+        "'math_verify' (last \\boxed{} checked by math-verify; the toy and evaluation) or 'math_dapo' (verl's "
+        "math_dapo.compute_score: Minerva 'Answer:' pattern on the last 300 characters; the paper profiles).")})
+    chat: bool = field(default=False, metadata={"help": "Conversational prompts (chat template), for chat models."})
+    reward_correct: float = field(default=1.0, metadata={"help": "Reward of a correct answer (released code: 1)."})
+    reward_incorrect: float = field(default=0.0, metadata={"help": "Reward of a wrong answer (released code: -1)."})
+    allow_download: bool = field(default=False, metadata={"help": "Allow hub downloads of benchmark data."})
+    dry_run: bool = field(default=False, metadata={"help": "Build config + datasets (fixtures), write nothing, exit."})
+
+
+def train_parser():
+    """TRL's ``TrlParser`` over ``(TrainScriptArguments, SENTConfig, ModelConfig)``: how ``sent train`` reads its
+    command line and recipe, and how :func:`sent.plans.effective_values` reads a resolved recipe."""
+    from trl import ModelConfig, TrlParser
+
+    return TrlParser((TrainScriptArguments, SENTConfig, ModelConfig))

@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis._io import RolloutSchemaError, read_rollouts, validate_rollouts
-from analysis.covariance_bootstrap import (
+from sent.artifacts import read_rollouts
+from sent.commands import analyze
+from sent.io import MissingArtifactError, atomic_write_parquet
+from sent.rollouts import RolloutSchemaError, validate_rollouts
+from sent_analysis.covariance_bootstrap import (
     StepArrays,
     bootstrap_step,
     group_advantages,
@@ -16,8 +19,6 @@ from analysis.covariance_bootstrap import (
     step_arrays,
     synthetic_rollouts,
 )
-from sent.commands import analyze
-from sent.io import MissingArtifactError, atomic_write_parquet
 
 
 def write_run(root, df, run="demo", seed=0):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.cross_domain import se_difficulty, spearman_bootstrap
 from sent.commands import analyze
 from sent.io import MissingArtifactError, atomic_write_parquet
+from sent_analysis.cross_domain import se_difficulty, spearman_bootstrap
 
 
 def test_spearman_hand_cases():

@@ -4,7 +4,14 @@ import pandas as pd
 import pytest
 
 from sent.commands.curriculum import main as curriculum_main
-from sent.curriculum import load_stage, read_manifest, sort_by_se, split_stages, write_curriculum
+from sent.curriculum import (
+    build_curriculum_dataset,
+    load_stage,
+    read_manifest,
+    sort_by_se,
+    split_stages,
+    write_curriculum,
+)
 from sent.io import MissingArtifactError
 
 
@@ -92,3 +99,35 @@ def test_command_skips_when_current_and_names_missing_input(tmp_path, caplog):
     assert read_manifest(out)["seed"] == 1
     with pytest.raises(MissingArtifactError, match="sent semantic-entropy"):
         curriculum_main(["--se", str(tmp_path / "nope.parquet"), "--out", str(out)])
+
+
+def test_curriculum_dataset_orders_stages_and_drops_incomplete_batches():
+    from datasets import Dataset
+
+    s1 = Dataset.from_list([{"prompt_id": f"a{i}"} for i in range(5)])
+    s2 = Dataset.from_list([{"prompt_id": f"b{i}"} for i in range(4)])
+    ds = build_curriculum_dataset([s1, s2], epochs_per_stage=2, prompts_per_generation=2, seed=0)
+    # stage 1: 5 -> 4 per epoch (drop_last), x2 epochs; stage 2: 4 x 2 epochs
+    assert ds["stage"] == [1] * 8 + [2] * 8
+    assert all(p.startswith("a") for p in ds["prompt_id"][:8]) and len(set(ds["prompt_id"][:4])) == 4
+    with pytest.raises(ValueError, match="stage 2"):
+        build_curriculum_dataset([s1, s2.select([0])], epochs_per_stage=1, prompts_per_generation=2, seed=0)
+
+
+def test_order_controls_reverse_and_random_keep_stage_sizes():
+    import numpy as np
+    import pandas as pd
+
+    from sent.curriculum import split_stages
+
+    df = pd.DataFrame({"prompt_id": [f"p{i}" for i in range(30)], "se": np.linspace(0, 2, 30)})
+    se = split_stages(df, 3, "equal", seed=0)
+    rev = split_stages(df, 3, "equal", seed=0, order="reverse")
+    rnd = split_stages(df, 3, "equal", seed=0, order="random")
+    assert [list(s.prompt_id) for s in rev] == [list(s.prompt_id) for s in se[::-1]]  # same stages, high SE first
+    assert [len(s) for s in rnd] == [len(s) for s in se]  # same sizes
+    assert sorted(pd.concat(rnd).prompt_id) == sorted(df.prompt_id)  # every prompt once
+    assert list(rnd[0].prompt_id) != list(se[0].prompt_id)  # filled at random, not by SE
+    assert [list(s.prompt_id) for s in rnd] == [list(s.prompt_id) for s in split_stages(df, 3, seed=0, order="random")]
+    with pytest.raises(ValueError, match="order"):
+        split_stages(df, 3, order="backwards")

@@ -3,7 +3,17 @@
 import pytest
 import torch
 
-from sent.gating import TokenGates, compute_gates, low_entropy_mask, token_beta, token_covariance, topk_mask
+from sent.gating import (
+    GATE_SUMS,
+    TokenGates,
+    compute_gates,
+    gate_metrics,
+    gate_sums,
+    low_entropy_mask,
+    token_beta,
+    token_covariance,
+    topk_mask,
+)
 from tests._hand import ADV, ENTROPY, F_, LOGP, MASK, T_  # noqa: F401  (the shared 2x6 example)
 
 
@@ -169,3 +179,44 @@ def test_bad_tensors_name_the_argument():
         low_entropy_mask(ENTROPY, MASK, ratio=0.0)
     with pytest.raises(ValueError, match="NaN"):
         low_entropy_mask(torch.full((2, 6), float("nan")), MASK)
+
+
+def _threshold_gates(**kw):
+    return compute_gates(ENTROPY, LOGP, ADV, MASK, low_entropy_ratio=0.8, beta_low=0.05, beta_high=0.2,
+                         high_cov_threshold=-1.0, **kw)
+
+
+def test_gate_metrics_by_hand():
+    gates = _threshold_gates()  # T_low = LOW_80 (8 tokens), T_high-cov = (0,0), (0,2); 10 valid tokens
+    sums, cov_max = gate_sums(gates, ENTROPY, MASK)
+    assert sums.shape == (len(GATE_SUMS),) and sums.dtype == torch.float32
+    m = {k: float(v) for k, v in gate_metrics(sums, cov_max).items()}
+    assert m["share/low"] == pytest.approx(0.8) and m["share/high_cov"] == pytest.approx(0.2)
+    assert m["entropy/low"] == pytest.approx((0.10 + 0.30 + 0.50 + 0.20 + 0.40 + 0.60 + 0.05 + 0.70) / 8)
+    assert m["entropy/high_cov"] == pytest.approx((0.10 + 0.30) / 2)
+    assert m["beta/mean"] == pytest.approx((2 * 0.2 + 6 * 0.05) / 10)
+    assert m["beta/mean_low"] == pytest.approx((2 * 0.2 + 6 * 0.05) / 8)
+    cov = gates.covariance[LOW_80].double()
+    assert m["cov/mean"] == pytest.approx(float(cov.mean()))
+    assert m["cov/std"] == pytest.approx(float(cov.std(unbiased=False)), rel=1e-5)
+    assert m["cov/max"] == pytest.approx(float(cov.max()))
+
+
+def test_gate_sums_add_over_processes():
+    """Sums of two halves (two ranks) give the metrics of the whole: what SENTTrainer's reduction relies on."""
+    gates = _threshold_gates()
+    whole = gate_metrics(*gate_sums(gates, ENTROPY, MASK))
+    parts = [gate_sums(TokenGates(*(g[i:i + 1] for g in gates)), ENTROPY[i:i + 1], MASK[i:i + 1]) for i in (0, 1)]
+    reduced = gate_metrics(parts[0][0] + parts[1][0], torch.maximum(parts[0][1], parts[1][1]))
+    for key, value in whole.items():
+        assert float(reduced[key]) == pytest.approx(float(value), rel=1e-6, abs=1e-7), key
+
+
+def test_gate_metrics_on_empty_sets_nan_or_zero():
+    gates = _threshold_gates(eligible=torch.zeros_like(MASK))  # nothing eligible: no T_low
+    sums, cov_max = gate_sums(gates, ENTROPY, MASK)
+    loss_view = gate_metrics(sums, cov_max)  # sent.losses: NaN means over empty sets
+    log_view = gate_metrics(sums, cov_max, zero_on_empty=True)  # SENTTrainer's logs: 0
+    assert float(loss_view["share/low"]) == 0.0 and torch.isnan(loss_view["entropy/low"])
+    assert torch.isnan(loss_view["cov/std"]) and float(loss_view["cov/max"]) == -float("inf")
+    assert all(float(v) == 0.0 for k, v in log_view.items() if k != "cov/max")

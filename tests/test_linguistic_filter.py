@@ -1,4 +1,4 @@
-"""Linguistic token classes on literal tokens, class shares on a hand case, and the CLI."""
+"""Class shares of token sets on a hand case, and the CLI (the classes themselves: tests/test_tokens.py)."""
 
 import json
 
@@ -6,51 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.covariance_bootstrap import synthetic_rollouts
-from analysis.linguistic_filter import (
-    LANGUAGES,
-    Language,
-    class_shares,
-    classify_token,
-    content_mask,
-    is_content_token,
-    register_language,
-    token_sets,
-)
 from sent.commands import analyze
 from sent.io import atomic_write_parquet
-
-
-@pytest.mark.parametrize(
-    "token, expected",
-    [
-        ("the", "function"), ("Ġthe", "function"), ("▁The", "function"), (" of", "function"),
-        ("Therefore", "function"), ("is", "function"), ("n't", "function"),
-        (",", "punctuation"), (".", "punctuation"), ("Ċ", "punctuation"), ("  ", "punctuation"),
-        ("", "punctuation"), ("=", "punctuation"), ("$", "punctuation"),
-        ("42", "number"), (" 3.14", "number"), ("-7", "number"), ("twelve", "number"), ("2nd", "number"),
-        ("cat", "content"), ("Ġcompute", "content"), ("ing", "content"), ("\\frac", "content"), ("x", "content"),
-    ],
-)
-def test_classify_literal_tokens(token, expected):
-    assert classify_token(token) == expected
-
-
-def test_is_content_token_and_mask():
-    # the trainer imports analysis.linguistic_filter:is_content_token
-    assert is_content_token("Ġsum") and not is_content_token("Ġand") and not is_content_token("?")
-    assert content_mask(["Ġthe", "Ġsum", "Ġis", "Ġ5", "."]) == [False, True, False, False, False]
-
-
-def test_language_registry():
-    register_language("xx", Language("test", frozenset({"le"}), frozenset({"un"})))
-    try:
-        assert classify_token("le", "xx") == "function" and classify_token("un", "xx") == "number"
-        assert classify_token("the", "xx") == "content"
-    finally:
-        LANGUAGES.pop("xx")
-    with pytest.raises(ValueError, match="unknown language"):
-        classify_token("the", "zz")
+from sent_analysis.covariance_bootstrap import synthetic_rollouts
+from sent_analysis.linguistic_filter import class_shares, token_sets
 
 
 def test_class_shares_hand_case():

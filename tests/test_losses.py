@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from sent.aggregation import aggregate_loss
+from sent.gating import gate_metrics, gate_sums
 from sent.losses import LOSSES, LossInputs, LossOutput, LossSettings, get_loss
 from tests._hand import ADV, ENTROPY, F_, LOGP, MASK, T_  # noqa: F401  (the shared 2x6 example)
 
@@ -353,3 +355,28 @@ def test_bad_inputs_name_the_argument():
     empty = torch.zeros(0, 5)
     with pytest.raises(ValueError, match="mask"):
         get_loss("grpo")(LossInputs(empty, empty, None, empty, torch.zeros(0), empty.bool()), LossSettings())
+
+
+def test_aggregate_loss_normalisers():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    kw = dict(training=True, grad_accum=2, max_completion_length=4)
+    # grpo: mean(2, 4) = 3, / 2 accum = 1.5
+    assert aggregate_loss(loss, mask, "grpo", **kw)[0].item() == pytest.approx(1.5)
+    # bnpo: 10 / 4 tokens = 2.5, / 2 = 1.25
+    assert aggregate_loss(loss, mask, "bnpo", **kw)[0].item() == pytest.approx(1.25)
+    # dr_grpo: 10 / (2 * 4) = 1.25, / 2 = 0.625
+    assert aggregate_loss(loss, mask, "dr_grpo", **kw)[0].item() == pytest.approx(0.625)
+    # dapo: 10 / (num_items 8 / 1 proc * accum 2 / steps_per_generation 4) = 10 / 4 = 2.5
+    out = aggregate_loss(loss, mask, "dapo", num_items_in_batch=torch.tensor(8.0), steps_per_generation=4, **kw)
+    assert out[0].item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="loss_type"):
+        aggregate_loss(loss, mask, "cispo", **kw)
+
+
+@pytest.mark.parametrize("name", ["sent", "sent_release"])
+def test_gate_metrics_of_a_loss_are_sent_gating_gate_metrics(name):
+    x, _ = _inputs(B=4, T=9)
+    out = get_loss(name)(x, LossSettings(release_kl_cov_ratio=0.25))
+    expected = {k: float(v) for k, v in gate_metrics(*gate_sums(out.gates, x.entropy, x.mask)).items()}
+    assert {k: out.metrics[k] for k in expected} == expected

@@ -143,7 +143,7 @@ def _check_step(step_rows: pd.DataFrame, logged: dict, scope: str) -> tuple[floa
 @pytest.mark.slow
 @pytest.mark.parametrize("scope", ["micro_batch", "global"])
 def test_two_cpu_processes_gate_scope(inputs, tmp_path, scope):
-    from sent.rollouts import read_rollouts
+    from sent.artifacts import read_rollouts
     from tests._tiny import tiny_rows
 
     model, data = inputs

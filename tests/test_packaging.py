@@ -54,3 +54,15 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in readme
     assert "bash scripts/test.sh" in ci
+
+
+def test_every_package_is_installed_and_analysis_is_not_top_level():
+    """pyproject lists its packages by hand (the folder analysis/ installs as `sent_analysis`): a new subpackage of
+    sent/ must be added there, and no top-level `analysis` package (a name other projects use) is installed."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sent").rglob("__init__.py")}
+    assert on_disk <= set(setup["packages"]), f"add {sorted(on_disk - set(setup['packages']))} to pyproject.toml"
+    assert setup["package-dir"] == {"sent_analysis": "analysis"} and "sent_analysis" in setup["packages"]
+    assert not any(p == "analysis" or p.startswith("analysis.") for p in setup["packages"])

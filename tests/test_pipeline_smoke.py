@@ -70,3 +70,23 @@ def test_rerun_skips_finished_work(smoke):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "ok in" not in proc.stdout, "a finished step ran again:\n" + proc.stdout
     assert proc.stdout.count("skipped (done)") >= 10
+
+
+def test_smoke_runs_learn(smoke):
+    """The smoke base solves some easy problems, so RL is exercised: GRPO gets reward and gradient, and SENT's gates
+    pick high-covariance tokens whose covariance is not zero (a base with pass@1 0 gives all-zero advantages)."""
+    root, out, _ = smoke
+    assert "| GRPO (`grpo`) |" in (out / "tables" / "results.md").read_text()  # the interval table (sent.results)
+
+    def metrics(run):
+        return [json.loads(line) for line in (root / "runs" / run / "seed0" / "metrics.jsonl").read_text().splitlines()]
+
+    grpo = metrics("grpo")
+    assert max(m.get("reward") or 0.0 for m in grpo) > 0, "no GRPO step got a reward"
+    assert max(m["grad_norm"] for m in grpo) > 0, "GRPO never had a gradient"
+    assert min(m["frac_reward_zero_std"] for m in grpo if "frac_reward_zero_std" in m) < 1
+    sent = metrics("sent")
+    assert max(m["share/high_cov"] for m in sent) > 0
+    assert max(abs(m["cov/max"]) for m in sent) > 0, "SENT's high-covariance tokens all had covariance 0"
+    base = json.loads((root / "base" / "base_report.json").read_text())
+    assert base["pass@1"] > 0

@@ -1,4 +1,4 @@
-"""sent.report: paper reference tables, pass@k/avg@k aggregation over seeds, loaders and their errors."""
+"""sent.report and sent.report_tables: paper reference tables, pass@k/avg@k aggregation over seeds, loaders and their errors."""
 
 import json
 
@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from sent import report as R
+from sent import report_tables as T
 from sent.io import MissingArtifactError
 
 
@@ -54,7 +55,7 @@ def eval_df():
 
 
 def test_pass_at_k_table_mean_std_over_seeds(eval_df):
-    tab = R.pass_at_k_table(eval_df, ks=(2, 8))
+    tab = T.pass_at_k_table(eval_df, ks=(2, 8))
     sent2 = tab[(tab.run == "sent") & (tab.suite == "toy") & (tab.k == 2)].iloc[0]
     # seed 0: a: 1 - C(3,2)/C(4,2) = 0.5, b: 1 - C(2,2)/C(4,2) = 5/6 -> 66.67 %; seed 1: 100 %
     assert sent2["mean"] == pytest.approx(250 / 3)
@@ -67,7 +68,7 @@ def test_pass_at_k_table_mean_std_over_seeds(eval_df):
 
 
 def test_avg_at_k_table_and_avg_row(eval_df):
-    tab = R.avg_at_k_table(eval_df, ks=(1, 2))
+    tab = T.avg_at_k_table(eval_df, ks=(1, 2))
     s0 = tab[(tab.run == "grpo") & (tab.suite == "toy")].set_index("k")["mean"]
     assert s0[1] == pytest.approx(0.0) and s0[2] == pytest.approx(0.0)  # first k samples of a and b are wrong
     sent = tab[(tab.run == "sent") & (tab.suite == "toy")].set_index("k")["mean"]
@@ -81,12 +82,12 @@ def test_avg_at_k_table_and_avg_row(eval_df):
 def test_unequal_sample_counts_rejected():
     df = pd.DataFrame(_eval_rows("sent", 0, "toy", {"a": [1, 0, 0], "b": [1]}))
     with pytest.raises(ValueError, match="different sample counts"):
-        R.pass_at_k_table(df, ks=(1,))
+        T.pass_at_k_table(df, ks=(1,))
 
 
 def test_comparison_table_labels_ours_paper_mask_and_seeds(eval_df):
-    ours = R.pass_at_k_table(eval_df, ks=(2,))
-    table = R.comparison_table(ours, R.load_paper_table("pass@k"), ours_label="ours (cpu)", paper_label="paper (1.5B)")
+    ours = T.pass_at_k_table(eval_df, ks=(2,))
+    table = T.comparison_table(ours, R.load_paper_table("pass@k"), ours_label="ours (cpu)", paper_label="paper (1.5B)")
     # our "sent" run is the paper formula: its own column; "w/ SENT" holds the released rule (sent_release)
     assert table.loc[("ours (cpu)", "toy", "2"), R.PAPER_COLUMNS["sent"]] == "83.33 ± 23.57"
     assert table.loc[("ours (cpu)", "toy", "2"), "GRPO"] == "25.00"  # one seed: no ± shown
@@ -98,7 +99,7 @@ def test_comparison_table_labels_ours_paper_mask_and_seeds(eval_df):
 
 def test_to_markdown_literal():
     df = pd.DataFrame({"a": [1, None], "b": ["x|y", "z"]})
-    assert R.to_markdown(df) == "| a | b |\n|---|---|\n| 1.0 | x\\|y |\n|  | z |\n"
+    assert T.to_markdown(df) == "| a | b |\n|---|---|\n| 1.0 | x\\|y |\n|  | z |\n"
 
 
 def test_method_names_order_and_colors():

@@ -1,26 +1,6 @@
 import pytest
 
-from sent.rewards import accuracy_reward, format_reward, is_correct, make_accuracy_reward
-
-
-def test_is_correct_math():
-    assert is_correct(r"so the answer is \boxed{0.5}", r"\frac{1}{2}") is True
-    assert is_correct(r"\boxed{\dfrac{3}{4}}", "0.75") is True
-    assert is_correct(r"\boxed{1/3}", r"\boxed{\frac13}") is True  # boxed gold unwrapped
-    assert is_correct(r"\boxed{2}", "3") is False
-    assert is_correct("the answer is 3", "3") is False  # no box -> incorrect
-    assert is_correct(r"\boxed{x^2+1}", "1+x^{2}") is True
-
-
-def test_is_correct_unparsable_gold_is_none():
-    assert is_correct(r"\boxed{1}", "") is None
-    assert is_correct(r"\boxed{1}", None) is None
-    assert is_correct(r"\boxed{1}", r"\frac{") is None  # math-verify cannot parse it
-
-
-def test_is_correct_non_math_exact():
-    assert is_correct(r"\boxed{Alice, Bob}", "alice, bob", domain="relations") is True
-    assert is_correct(r"\boxed{Bob, Alice}", "alice, bob", domain="relations") is False
+from sent.rewards import accuracy_reward, format_reward, make_accuracy_reward
 
 
 def test_accuracy_reward_string_and_conversational():

@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
+from sent.artifacts import read_rollouts
 from sent.io import read_parquet_metadata
-from sent.rollouts import RolloutRecorder, RolloutSchemaError, explode_tokens, read_rollouts, validate_rollouts
+from sent.rollouts import RolloutRecorder, RolloutSchemaError, explode_tokens, validate_rollouts
 
 
 def _row(step, sample_id, n):

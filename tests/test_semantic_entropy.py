@@ -6,31 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sent.semantic_entropy import (
-    MAX_ANSWER_CHARS,
-    canonicalize,
-    cluster_answers,
-    extract_answer,
-    math_equivalent,
-    normalize_answer,
-    score_dataset,
-    semantic_entropy,
-)
-
-
-def test_extract_answer_last_box_nested_and_variants():
-    assert extract_answer(r"first \boxed{1} then \boxed{\frac{1}{2}}.") == r"\frac{1}{2}"  # the LAST box
-    assert extract_answer(r"\boxed {42}") == "42"
-    assert extract_answer(r"\fbox{\{1,2\}}") == r"\{1,2\}"  # escaped braces do not close the box
-    assert extract_answer("The answer is 3.") is None
-    assert extract_answer(r"\boxed{12") is None  # truncated generation: unclosed box
-    assert extract_answer(None) is None
-    assert extract_answer("x" * 2_000_000 + r"\boxed{7}") == "7"  # long input: only the tail is scanned
-
-
-def test_normalize_answer():
-    assert normalize_answer(r"  The $\text{Answer}$. ") == "the answer"
-    assert normalize_answer(r"\dfrac{1}{2}") == r"\frac{1}{2}"
+from sent.answers import MAX_ANSWER_CHARS, canonicalize
+from sent.semantic_entropy import cluster_answers, score_dataset, semantic_entropy
 
 
 def test_math_equivalent_answers_cluster():
@@ -43,20 +20,6 @@ def test_math_non_equivalent_and_decimal_rounding():
     assert cluster_answers(["1", "2", "-1", "1/3"]) == [0, 1, 2, 3]
     assert cluster_answers(["1/3", "0.3333333", "0.333"]) == [0, 0, 1]  # math-verify rounds to 6 digits
     assert cluster_answers([r"10\%", "0.1", r"x^{2}+1", "x^2+1"]) == [0, 0, 1, 1]
-
-
-def test_fast_paths_agree_with_math_verify_both_ways():
-    from math_verify import parse, verify
-
-    answers = ["3/4", "0.75", "0.7500001", "0.751", r"\frac{3}{4}", "3", "3.0", r"9\%", "9", "0.09", "0.0900001",
-               r"2\sqrt{3}", r"\sqrt{12}", "3.4641016", "x^2+1", "1+x^{2}", "(1,2)", r"\{1,2\}", r"\{3\}", r"\pi",
-               "3.1415927", "-2", "x=-2"]
-    fast = {(a, b) for i, a in enumerate(answers) for b in answers[i + 1:]
-            if math_equivalent(canonicalize(a), canonicalize(b))}
-    ref = {(a, b) for i, a in enumerate(answers) for b in answers[i + 1:]
-           if verify(parse(f"${a}$"), parse(f"${b}$")) and verify(parse(f"${b}$"), parse(f"${a}$"))}
-    assert fast == ref
-    assert ("3/4", "0.75") in fast and ("0.75", "0.751") not in fast and (r"9\%", "0.09") in fast
 
 
 def test_costly_inputs_are_not_parsed():

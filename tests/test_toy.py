@@ -1,8 +1,9 @@
-"""Toy tokenizer, SFT batches, scoring helpers and the `sent toy-base` smoke build."""
+"""Toy tokenizer, SFT batches, sampling and the `sent toy-base` smoke build (its answers are scored by
+sent.answers: tests/test_answers.py)."""
 
+import dataclasses
 import json
 import random
-import time
 
 import pytest
 import torch
@@ -50,16 +51,6 @@ def test_sft_batch_masks_prompt_and_ends_with_eos(tokenizer):
     assert (labels[mask == 0] == -100).all()  # no loss on padding
 
 
-def test_scoring_helpers():
-    assert toy.boxed_answer("So \\boxed{1} then \\boxed{0.75}.") == "0.75"
-    assert toy.boxed_answer("no box") is None
-    assert toy.is_correct("Answer: \\boxed{0.75}.", "3/4", "math")
-    assert toy.is_correct("Answer: \\boxed{6/8}.", "3/4", "math")
-    assert not toy.is_correct("Answer: \\boxed{0.7}.", "3/4", "math")
-    assert toy.is_correct("The tallest is \\boxed{Ann}.", "Ann", "relations")
-    assert not toy.is_correct("The tallest is \\boxed{Bo}.", "Ann", "relations")
-
-
 def test_sample_with_entropy_shapes(tokenizer):
     model = toy.build_model(tokenizer, toy.ToyModelConfig(hidden_size=32, num_layers=1, num_heads=2,
                                                           intermediate_size=64))
@@ -81,15 +72,14 @@ def test_draw_rows_are_train_split_and_mixed():
         toy.draw_rows(2, random.Random(0), math_ratio=1.5)
 
 
-def test_toy_base_smoke_builds_loadable_folder(tmp_path):
+def test_toy_base_smoke_builds_loadable_folder_that_learns_and_is_cached(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sent.commands.toy_base import main
 
+    monkeypatch.setenv("SENT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "base"
-    t0 = time.monotonic()
     assert main(["--out", str(out), "--profile", "smoke", "--threads", "1"]) == 0
-    assert time.monotonic() - t0 < 30
     assert toy.is_complete(out)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder renamed away
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -100,11 +90,34 @@ def test_toy_base_smoke_builds_loadable_folder(tmp_path):
     assert prompt_info["template"] == "Q: {problem}\nA:" and prompt_info["domains"] == ["math", "relations"]
     report = json.loads((out / "base_report.json").read_text())
     assert {"pass@1", "pass@1_by_domain", "mean_token_entropy", "low_share_function_words"} <= set(report)
+    assert "seconds" not in json.dumps(report)  # timings live in build_timing.json: same seed, same report
+    # the smoke base solves some easy problems, so smoke RL runs get a reward signal
+    assert report["pass@1"] > 0
     text = "Q: Ann is taller than Bo. Who is the tallest?\nA: So the tallest is \\boxed{Ann}."
     assert tok.decode(tok(text)["input_ids"]) == text
-    t1 = time.monotonic()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained although an identical base exists")
+
+    monkeypatch.setattr(toy, "sft_train", no_training)
     assert toy.build_toy_base(out, profile="smoke") == report  # complete folder: skipped
-    assert time.monotonic() - t1 < 2
+    again = tmp_path / "again"  # same settings elsewhere: copied from the cache, identical
+    assert main(["--out", str(again), "--profile", "smoke", "--threads", "1"]) == 0
+    assert (again / "base_report.json").read_bytes() == (out / "base_report.json").read_bytes()
+    assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    with pytest.raises(AssertionError, match="trained although"):  # --no-cache really rebuilds
+        main(["--out", str(tmp_path / "fresh"), "--profile", "smoke", "--no-cache"])
+
+
+def test_cache_key_follows_the_settings_not_the_machine():
+    from sent.commands.toy_base import cache_key
+
+    model_cfg, settings = toy.PROFILES["smoke"]
+    key = cache_key("smoke", 0, model_cfg, settings)
+    assert key == cache_key("smoke", 0, model_cfg, settings)
+    assert key == cache_key("smoke", 0, model_cfg, dataclasses.replace(settings, max_minutes=5.0))  # a safety cap
+    assert key != cache_key("smoke", 1, model_cfg, settings)
+    assert key != cache_key("smoke", 0, model_cfg, dataclasses.replace(settings, max_steps=601))
 
 
 def test_bad_profile_and_settings(tmp_path):

@@ -9,7 +9,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
-from sent.trainer import SENTTrainer, aggregate_loss, build_curriculum_dataset
+from sent.trainer import SENTTrainer
 from sent.trainer_config import SENTConfig
 from tests._tiny import build_tiny_model, tiny_reward, tiny_rows
 
@@ -55,7 +55,7 @@ def test_sent_logs_gate_metrics_and_beta_only_on_low_entropy(tiny, tmp_path):
             assert key in row and not math.isnan(row[key]), key
         assert row["share/low"] == pytest.approx(0.8, abs=0.03)  # int(0.8 * N) of N valid tokens, N ~ 70
         assert row["kl/old"] == 0.0  # on-policy: old logp == logp
-    from sent.rollouts import read_rollouts
+    from sent.artifacts import read_rollouts
     df = read_rollouts(tmp_path / "rollouts")
     assert sorted(df["step"].unique()) == [1, 2] and len(df) == 16  # 8 rows per micro-batch, 1 micro-step per step
     beta = np.concatenate(df["beta"].to_numpy()).astype(np.float64)
@@ -63,34 +63,6 @@ def test_sent_logs_gate_metrics_and_beta_only_on_low_entropy(tiny, tmp_path):
     high = np.concatenate(df["high_cov"].to_numpy())
     assert (beta[~low] == 0).all() and high.sum() >= 2 and not (high & ~low).any()
     assert np.allclose(beta[high], 0.2) and np.allclose(beta[low & ~high], 0.05)  # beta_high / beta_low
-
-
-def test_aggregate_loss_normalisers():
-    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
-    mask = torch.tensor([[True, True, True], [True, False, False]])
-    kw = dict(training=True, grad_accum=2, max_completion_length=4)
-    # grpo: mean(2, 4) = 3, / 2 accum = 1.5
-    assert aggregate_loss(loss, mask, "grpo", **kw)[0].item() == pytest.approx(1.5)
-    # bnpo: 10 / 4 tokens = 2.5, / 2 = 1.25
-    assert aggregate_loss(loss, mask, "bnpo", **kw)[0].item() == pytest.approx(1.25)
-    # dr_grpo: 10 / (2 * 4) = 1.25, / 2 = 0.625
-    assert aggregate_loss(loss, mask, "dr_grpo", **kw)[0].item() == pytest.approx(0.625)
-    # dapo: 10 / (num_items 8 / 1 proc * accum 2 / steps_per_generation 4) = 10 / 4 = 2.5
-    out = aggregate_loss(loss, mask, "dapo", num_items_in_batch=torch.tensor(8.0), steps_per_generation=4, **kw)
-    assert out[0].item() == pytest.approx(2.5)
-    with pytest.raises(ValueError, match="loss_type"):
-        aggregate_loss(loss, mask, "cispo", **kw)
-
-
-def test_curriculum_dataset_orders_stages_and_drops_incomplete_batches():
-    s1 = Dataset.from_list([{"prompt_id": f"a{i}"} for i in range(5)])
-    s2 = Dataset.from_list([{"prompt_id": f"b{i}"} for i in range(4)])
-    ds = build_curriculum_dataset([s1, s2], epochs_per_stage=2, prompts_per_generation=2, seed=0)
-    # stage 1: 5 -> 4 per epoch (drop_last), x2 epochs; stage 2: 4 x 2 epochs
-    assert ds["stage"] == [1] * 8 + [2] * 8
-    assert all(p.startswith("a") for p in ds["prompt_id"][:8]) and len(set(ds["prompt_id"][:4])) == 4
-    with pytest.raises(ValueError, match="stage 2"):
-        build_curriculum_dataset([s1, s2.select([0])], epochs_per_stage=1, prompts_per_generation=2, seed=0)
 
 
 def test_config_rejects_unsupported_and_on_policy_kl_cov(tmp_path):
@@ -125,8 +97,8 @@ def _metrics(path):
 
 
 def test_train_command_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    from sent.artifacts import read_rollouts
     from sent.commands import train
-    from sent.rollouts import read_rollouts
     from sent.trainer import MetricsJSONLCallback
 
     args = ["--model_name_or_path", str(tiny), "--train_data", "synthetic:math:32", "--method", "sent",
@@ -158,8 +130,8 @@ def test_train_command_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypa
 
 
 def test_token_filter_content_keeps_function_words_and_numbers_out_of_the_low_entropy_set(tiny, tmp_path):
-    from analysis.linguistic_filter import classify_token
-    from sent.rollouts import read_rollouts
+    from sent.artifacts import read_rollouts
+    from sent.tokens import classify_token
 
     config = SENTConfig(output_dir=str(tmp_path), method="sent", beta=0.001, max_steps=2, record_rollouts_every=1,
                         high_cov_ratio=0.05, token_filter="content", **COMMON)

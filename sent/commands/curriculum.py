@@ -14,7 +14,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from sent.curriculum import METHODS, file_sha256, read_manifest, write_curriculum
+from sent.artifacts import RootPaths, manifest_file
+from sent.curriculum import METHODS, ORDERS, file_sha256, read_manifest, write_curriculum
 from sent.io import require_artifact
 
 
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SE cut points for --method thresholds; stage i holds t_{i-1} < se <= t_i")
     p.add_argument("--quantiles", type=float, nargs="+", default=None,
                    help="fractions in (0,1) of the sorted table for --method quantiles")
+    p.add_argument("--order", choices=ORDERS, default="se",
+                   help="stage order: se = low to high SE (SENT); reverse = high to low; random = the same stage "
+                        "sizes filled at random (controls for the curriculum confound; default: se)")
     p.add_argument("--seed", type=int, default=0, help="seed of the deterministic tie-break (default: 0)")
     p.add_argument("--force", action="store_true", help="rewrite even if an identical curriculum exists")
     return p
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _is_current(out: Path, digest: str, params: dict) -> bool:
     """True if ``out`` holds a complete curriculum of the same source file and parameters."""
-    if not (out / "manifest.json").exists():
+    if not manifest_file(out).exists():
         return False
     m = read_manifest(out)
     same = m.get("source_sha256") == digest and all(m.get(k) == v for k, v in params.items())
@@ -55,17 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     quantiles = [float(q) for q in args.quantiles] if args.method == "quantiles" and args.quantiles else None
     cuts = thresholds or quantiles
     n_stages = args.n_stages or (len(cuts) + 1 if cuts else 2)
-    params = {"method": args.method, "n_stages": n_stages, "seed": args.seed, "thresholds": thresholds,
-              "quantiles": quantiles}
-    root = Path(args.root)
-    se_path = require_artifact(args.se or root / "se" / f"{args.domain}.parquet", "sent semantic-entropy")
-    out = Path(args.out) if args.out else root / "curriculum" / (args.name or f"{args.method}{n_stages}")
+    params = {"method": args.method, "order": args.order, "n_stages": n_stages, "seed": args.seed,
+              "thresholds": thresholds, "quantiles": quantiles}
+    paths = RootPaths(args.root)
+    se_path = require_artifact(args.se or paths.se(args.domain), "sent semantic-entropy")
+    out = Path(args.out) if args.out else paths.curriculum(args.name or f"{args.method}{n_stages}")
     digest = file_sha256(se_path)
     if not args.force and _is_current(out, digest, params):
         logger.info("curriculum %s is up to date with %s; skipping (use --force to rewrite)", out, se_path)
         return 0
     manifest = write_curriculum(se_path, out, n_stages=n_stages, method=args.method, thresholds=thresholds,
-                                quantiles=quantiles, seed=args.seed)
+                                quantiles=quantiles, seed=args.seed, order=args.order)
     sizes = [s["size"] for s in manifest["stages"]]
     logger.info("wrote %d stages (sizes %s) to %s", len(sizes), sizes, out)
     return 0

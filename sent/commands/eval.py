@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sent.commands.semantic_entropy import (
-    _sha,
+from sent.artifacts import FINAL, eval_file, eval_folder, eval_summary_file
+from sent.sampling_jobs import (
     add_model_args,
     is_complete,
+    keys_sha,
     open_model,
     read_prompt_config,
-    render,
+    render_for_model,
     run_chunks,
 )
 
@@ -113,9 +114,8 @@ def summarize(table: pd.DataFrame, k: int) -> dict:
 
 
 def _compute_suite(args, model, tokenizer, df: pd.DataFrame, suite: str, max_new_tokens: int):
+    from sent.answers import extract_answer, is_correct
     from sent.generation import sample_completions
-    from sent.rewards import is_correct
-    from sent.semantic_entropy import extract_answer
 
     def compute(i: int, rows: list[int]) -> dict[str, pd.DataFrame]:
         sub = df.iloc[rows]
@@ -139,8 +139,8 @@ def _compute_suite(args, model, tokenizer, df: pd.DataFrame, suite: str, max_new
 
 def default_out(model: str) -> Path:
     path = Path(model)
-    if path.name == "final":
-        return path.parent / "eval"
+    if path.name == FINAL:
+        return eval_folder(path.parent)
     raise ValueError(f"--out is required unless --model is a run's final/ folder (got {model}); e.g. "
                      "--out artifacts/cpu/eval/base for the base model")
 
@@ -159,18 +159,18 @@ def main(argv: list[str] | None = None) -> int:
                  "model": str(args.model), "seed": args.seed, "max_new_tokens": max_new_tokens,
                  "template": args.template}
     model = tokenizer = None
-    summary_path = out / "summary.json"
+    summary_path = eval_summary_file(out)
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for suite in suites:
         df = load_problems(suite, args)
-        meta = {**base_meta, "suite": suite, "n_problems": len(df), "prompts_sha": _sha(df["prompt_id"].tolist())}
-        path = out / f"{suite}.parquet"
+        meta = {**base_meta, "suite": suite, "n_problems": len(df), "prompts_sha": keys_sha(df["prompt_id"].tolist())}
+        path = eval_file(out, suite)
         if is_complete([path], meta):
             logger.info("eval: %s is complete for these settings; skipping", path)
         else:
             if model is None:
                 model, tokenizer = open_model(args)
-            df = render(df, tokenizer, args.template, prompt_config)
+            df = render_for_model(df, tokenizer, args.template, prompt_config)
             parts = out / f".parts_{suite}"
             tables = run_chunks(parts, df["prompt_id"].tolist(), args.chunk_size, meta,
                                 _compute_suite(args, model, tokenizer, df, suite, max_new_tokens),

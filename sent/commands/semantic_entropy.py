@@ -11,22 +11,29 @@ final answer, and the closing log line warns when more than 5% of answers were c
 
 Resumable: prompts are processed in chunks; each scored chunk is written atomically to
 ``<out>/.parts_<domain>/``. A killed job keeps its finished chunks and continues from the first missing one;
-the final tables are assembled at the end, and a complete run is skipped. Chunk helpers here are shared with
-``sent eval``.
+the final tables are assembled at the end, and a complete run is skipped. The chunk loop, the model options and the
+prompt rendering are :mod:`sent.sampling_jobs`, shared with ``sent eval``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from sent.artifacts import RootPaths, se_file, se_samples_file
+from sent.sampling_jobs import (
+    add_model_args,
+    is_complete,
+    keys_sha,
+    open_model,
+    read_prompt_config,
+    render_for_model,
+    run_chunks,
+)
 from sent.semantic_entropy import TRUNCATED_WARN_RATIO, UNPARSABLE_RULES, answer_quality
 
 
@@ -36,79 +43,6 @@ SE_COLUMNS = ["prompt_id", "problem", "answer", "level", "domain", "se", "se_wei
               "n_correct", "accuracy", "n_unparsable", "n_no_answer", "all_no_answer", "n_truncated"]
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "completion", "answer", "cluster", "loglik", "n_tokens", "truncated",
                   "correct"]
-
-
-# ------------------------------------------------------------------------------------ shared with `sent eval`
-
-
-def _sha(items: list[str]) -> str:
-    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
-
-
-def run_chunks(parts_dir: Path, keys: list[str], chunk_size: int, meta: dict,
-               compute: Callable[[int, list[int]], dict[str, pd.DataFrame]], names: tuple[str, ...],
-               desc: str = "chunks") -> dict[str, pd.DataFrame]:
-    """Run ``compute(chunk_index, row_indices)`` over chunks of ``keys`` and return the concatenated tables.
-
-    Each chunk's tables go to ``parts_dir/part_{i:05d}.{name}.parquet`` (atomic writes, ``names[-1]`` written last).
-    A chunk whose files all exist with metadata equal to ``meta`` + the chunk's key hash is reused, not recomputed.
-    """
-    from tqdm.auto import tqdm
-
-    from sent.io import atomic_write_parquet, read_parquet_metadata
-
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1 prompts per part file, got {chunk_size}")
-    chunks = [list(range(s, min(s + chunk_size, len(keys)))) for s in range(0, len(keys), chunk_size)]
-    out: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
-    reused = 0
-    for i, rows in enumerate(tqdm(chunks, desc=desc, unit="chunk")):
-        chunk_meta = {**meta, "chunk": i, "keys_sha": _sha([keys[r] for r in rows])}
-        paths = {name: parts_dir / f"part_{i:05d}.{name}.parquet" for name in names}
-        if all(p.exists() for p in paths.values()) and all(
-                read_parquet_metadata(p) == json.loads(json.dumps(chunk_meta, default=str)) for p in paths.values()):
-            tables = {name: pd.read_parquet(p) for name, p in paths.items()}
-            reused += 1
-        else:
-            tables = compute(i, rows)
-            for name in names:  # the last name is the chunk's completion marker
-                atomic_write_parquet(paths[name], tables[name], metadata=chunk_meta)
-        for name in names:
-            out[name].append(tables[name])
-    if reused:
-        logger.info("%s: reused %d of %d finished chunks from %s", desc, reused, len(chunks), parts_dir)
-    return {name: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame() for name, frames in out.items()}
-
-
-def is_complete(paths: list[Path], meta: dict) -> bool:
-    """True when every path exists and carries exactly ``meta`` (so a changed setting reruns the step)."""
-    from sent.io import read_parquet_metadata
-
-    want = json.loads(json.dumps(meta, default=str))
-    return all(p.exists() for p in paths) and all(read_parquet_metadata(p) == want for p in paths)
-
-
-def read_prompt_config(model_path: str) -> dict:
-    """``sent_prompt.json`` of a toy model folder (template, equivalence, max_new_tokens), or ``{}``."""
-    path = Path(model_path) / "sent_prompt.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def render(df: pd.DataFrame, tokenizer, template: str, prompt_config: dict) -> pd.DataFrame:
-    """Add the ``prompt`` column. ``template="auto"``: the model folder's own template (``sent_prompt.json``),
-    else the paper's instruction inside the tokenizer's chat template (plain when it has none). ``"paper"`` and
-    ``"dapo"`` (DAPO-Math-17k's ``Answer:`` wording) go inside the chat template; other names and literals do not."""
-    from sent.data import render_prompts
-    from sent.data.benchmarks import render_paper_prompts
-
-    if template == "auto":
-        template = prompt_config.get("template", "paper")
-    if template == "dapo":  # answers are still extracted from \boxed{} (sent.semantic_entropy.extract_answer)
-        logger.warning("template 'dapo' asks for an 'Answer:' line, but SE clustering and eval scoring read the last "
-                       "\\boxed{}: answers without a box count as 'no final answer'")
-    if template in ("paper", "dapo"):
-        return render_paper_prompts(df, tokenizer, template)
-    return render_prompts(df, template)
 
 
 def _n_prompts(value: str) -> int | None:
@@ -122,48 +56,6 @@ def _n_prompts(value: str) -> int | None:
     if n < 1:
         raise argparse.ArgumentTypeError(f"--n-prompts {value!r}: an integer >= 1 or 'all'")
     return n
-
-
-def add_model_args(p: argparse.ArgumentParser, max_new_tokens_help: str = "") -> None:
-    """Sampling options shared by ``semantic-entropy`` and ``eval``; ``max_new_tokens_help`` is appended to the
-    ``--max-new-tokens`` help."""
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="completion budget (default: the toy model's sent_prompt.json value, else 1024)"
-                        + max_new_tokens_help)
-    p.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (hf backend)")
-    p.add_argument("--chunk-size", type=int, default=64, help="prompts per resumable part file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm needs the optional extra and a GPU")
-    p.add_argument("--template", default="auto",
-                   help="prompt template: auto (model's sent_prompt.json, else paper+chat template), toy, paper, dapo "
-                        "(DAPO-Math-17k's 'Answer:' prompt, + chat template), or a literal containing {problem}")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--allow-download", action="store_true", help="allow hub downloads of models and datasets")
-
-
-def open_model(args):
-    """``(model, tokenizer)`` for the chosen backend; the vLLM backend builds its engine from the path."""
-    import torch
-
-    from sent.generation import load_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.backend == "vllm":
-        from transformers import AutoTokenizer
-
-        from sent.generation import _import_vllm
-
-        vllm = _import_vllm()
-        llm = vllm.LLM(model=str(args.model), seed=args.seed, dtype=args.dtype if args.dtype != "float32" else "auto")
-        return llm, AutoTokenizer.from_pretrained(str(args.model), local_files_only=not args.allow_download)
-    return load_model(args.model, dtype=args.dtype, device=device, allow_download=args.allow_download)
-
-
-# ------------------------------------------------------------------------------------------------- the command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answers with no final answer (cut, no \\boxed{}): 'shared' = one 'no answer' cluster per "
                         "prompt (default); 'exclude' = SE over the answered samples only, NaN when none answered "
                         "(drop those rows before `sent curriculum`). Paper: not stated")
+    p.add_argument("--levels", type=int, nargs="+", default=None,
+                   help="toy generator only: difficulty levels to draw (default: all; the smoke profile uses 1 2)")
     p.add_argument("--num-proc", type=int, default=None, help="processes for answer clustering (default: all cores)")
     add_model_args(p, ". SE must sample at least as long as training's max_completion_length (paper: 2048), else "
                       "cut chains of thought have no final answer and the curriculum sorts by 'did not finish'")
@@ -202,7 +96,15 @@ def load_problems(args) -> pd.DataFrame:
             raise ValueError(f"--domain {args.domain!r} has no toy generator ({sorted(makers)}); pass --dataset/--source")
         if args.n_prompts is None:
             raise ValueError("--n-prompts all needs a dataset (--dataset/--source); the toy generator needs a count")
-        return makers[args.domain](args.n_prompts, split="train", seed=args.seed)
+        from sent.data import LEVELS
+
+        levels = tuple(args.levels) if args.levels else LEVELS
+        bad = sorted(set(levels) - set(LEVELS))
+        if bad:
+            raise ValueError(f"--levels {bad} are not toy levels; choose from {list(LEVELS)}")
+        return makers[args.domain](args.n_prompts, split="train", seed=args.seed, levels=levels)
+    if args.levels:
+        raise ValueError("--levels selects toy-generator levels; it does not apply with --dataset/--source")
     if args.dataset is not None:
         from sent.data.benchmarks import load_benchmark
 
@@ -280,24 +182,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.M < 1:
         raise ValueError(f"--M must be >= 1 samples per prompt, got {args.M}")
-    root = Path(args.root)
-    out = Path(args.out) if args.out else root / "se"
-    args.model = args.model or str(root / "base")
+    paths = RootPaths(args.root)
+    out = Path(args.out) if args.out else paths.se_dir
+    args.model = args.model or str(paths.base)
     prompt_config = read_prompt_config(args.model)
     equivalence = args.equivalence or prompt_config.get("equivalence", {}).get(args.domain, "math")
     max_new_tokens = args.max_new_tokens or prompt_config.get("max_new_tokens", 1024)
     df = load_problems(args)
     meta = {"equivalence": equivalence, "M": args.M, "temperature": args.temperature, "top_p": args.top_p,
             "model": str(args.model), "seed": args.seed, "max_new_tokens": max_new_tokens, "domain": args.domain,
-            "template": args.template, "n_prompts": len(df), "prompts_sha": _sha(df["prompt_id"].tolist()),
+            "template": args.template, "n_prompts": len(df), "prompts_sha": keys_sha(df["prompt_id"].tolist()),
             "unparsable": args.unparsable}
-    se_path, samples_path = out / f"{args.domain}.parquet", out / f"{args.domain}_samples.parquet"
+    se_path, samples_path = se_file(out, args.domain), se_samples_file(out, args.domain)
     if is_complete([samples_path, se_path], meta):
         logger.info("semantic-entropy: %s is complete for these settings; skipping", se_path)
         return 0
 
     model, tokenizer = open_model(args)
-    df = render(df, tokenizer, args.template, prompt_config).reset_index(drop=True)
+    df = render_for_model(df, tokenizer, args.template, prompt_config).reset_index(drop=True)
     parts = out / f".parts_{args.domain}"
     tables = run_chunks(parts, df["prompt_id"].tolist(), args.chunk_size, meta,
                         _chunk_computer(args, model, tokenizer, df, equivalence, max_new_tokens),

@@ -1,6 +1,7 @@
 """``sent train --config recipe.yaml [--field value ...]``: GRPO / SENT / a baseline into ``runs/<run>/seed<k>/``.
 
-Parses ``(TrainScriptArguments, SENTConfig, ModelConfig)`` with TRL's ``TrlParser``, then: run folder, config.yaml,
+Parses ``(TrainScriptArguments, SENTConfig, ModelConfig)`` with ``sent.trainer_config.train_parser`` (TRL's
+``TrlParser``), then: run folder, config.yaml,
 data, model, reward, trainer, train (resuming from the last checkpoint), final/, DONE. A run whose DONE marker exists
 is skipped. ``--dry_run`` stops after building the config and the datasets (hub data replaced by fixtures).
 """
@@ -10,44 +11,33 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+
+from sent.artifacts import (
+    RootPaths,
+    RunPaths,
+    config_file,
+    done_file,
+    final_dir,
+    manifest_file,
+    read_done,
+    stage_folder,
+    truncate_jsonl,
+    write_done,
+)
 
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainScriptArguments:
-    train_data: str = field(default="synthetic:math:512", metadata={"help": (
-        "Training prompts: 'synthetic:<math|relations>:<n>' (offline generator), 'curriculum' (use --curriculum_dir),"
-        " a parquet/jsonl file in the common schema or an SE table, or 'benchmark:<name>' (e.g. benchmark:dapo; "
-        "needs --allow_download, fixtures in --dry_run).")})
-    root: str = field(default="artifacts/cpu", metadata={"help": "Artifact root; the run goes to <root>/runs/<run>/seed<k>."})
-    run: str | None = field(default=None, metadata={"help": "Run name (default: the method)."})
-    prompt_template: str = field(default="toy", metadata={"help": (
-        "'toy', 'paper' (\\boxed{} instruction), 'dapo' (DAPO-Math-17k's 'Answer:' instruction) or a string with "
-        "{problem}.")})
-    reward_rule: str = field(default="math_verify", metadata={"help": (
-        "'math_verify' (last \\boxed{} checked by math-verify; the toy and evaluation) or 'math_dapo' (verl's "
-        "math_dapo.compute_score: Minerva 'Answer:' pattern on the last 300 characters; the paper profiles).")})
-    chat: bool = field(default=False, metadata={"help": "Conversational prompts (chat template), for chat models."})
-    reward_correct: float = field(default=1.0, metadata={"help": "Reward of a correct answer (released code: 1)."})
-    reward_incorrect: float = field(default=0.0, metadata={"help": "Reward of a wrong answer (released code: -1)."})
-    allow_download: bool = field(default=False, metadata={"help": "Allow hub downloads of benchmark data."})
-    dry_run: bool = field(default=False, metadata={"help": "Build config + datasets (fixtures), write nothing, exit."})
-
-
 def _parse(argv):
-    from trl import ModelConfig, TrlParser
-
-    from sent.trainer_config import SENTConfig
+    from sent.trainer_config import train_parser
 
     argv = list(argv or [])
     if any(a.startswith("--dry_run") for a in argv):
         argv += ["--use_cpu", "true"]  # validate GPU recipes on a CPU-only machine (bf16 checks need use_cpu)
-    parser = TrlParser((TrainScriptArguments, SENTConfig, ModelConfig))
-    return parser.parse_args_and_config(argv)
+    return train_parser().parse_args_and_config(argv)
 
 
 def _rows_to_dataset(df, script):
@@ -94,7 +84,7 @@ def _stage_tables(script, config, dry_run: bool) -> tuple[list, int]:
         return [_rows_to_dataset(_load_rows(script.train_data, script, dry_run), script)], 1
     from sent.curriculum import load_stage, read_manifest
 
-    if dry_run and not Path(config.curriculum_dir, "manifest.json").exists():
+    if dry_run and not manifest_file(config.curriculum_dir).exists():
         logger.warning("dry run: %s has no manifest (make it with `sent curriculum`); using train_data as 1 stage",
                        config.curriculum_dir)
         spec = "synthetic:math:64" if script.train_data == "curriculum" else script.train_data
@@ -111,7 +101,7 @@ def _stage_tables(script, config, dry_run: bool) -> tuple[list, int]:
 def build_train_dataset(script, config, dry_run: bool = False):
     """The training ``Dataset`` in the order it is trained: each stage (the whole table when there is no curriculum)
     repeated for its epochs, shuffled per epoch, cut to whole generation batches (verl's drop_last)."""
-    from sent.trainer import build_curriculum_dataset
+    from sent.curriculum import build_curriculum_dataset
 
     stages, first = _stage_tables(script, config, dry_run)
     epochs = config.epochs_per_stage if config.curriculum_dir is not None else int(config.num_train_epochs)
@@ -134,7 +124,7 @@ def _write_config(out: Path, script, config, model_args) -> None:
     from sent.io import atomic_write_text
 
     doc = {"script": asdict(script), "model": asdict(model_args), "config": json.loads(config.to_json_string())}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, sort_keys=True))
+    atomic_write_text(config_file(out), yaml.safe_dump(doc, sort_keys=True))
 
 
 def _resume_point(out: Path):
@@ -154,25 +144,26 @@ def main(argv: list[str] | None = None) -> int:
     script, config, model_args = _parse(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run = script.run or config.method
-    run_dir = Path(script.root) / "runs" / run / f"seed{config.seed}"
-    config.run_name = f"{run}/seed{config.seed}"
+    run_paths = RunPaths(script.root, run, config.seed)
+    run_dir = run_paths.dir
+    config.run_name = run_paths.name
     if script.dry_run:
         dataset = build_train_dataset(script, config, dry_run=True)
         logger.info("dry run OK: method=%s, %d training rows (%d optimizer steps), output would be %s", config.method,
                     len(dataset), planned_max_steps(config, len(dataset)), run_dir)
         return 0
-    if (run_dir / "DONE").exists():
+    if run_paths.done.exists():
         logger.info("%s is complete (DONE exists); nothing to do", run_dir)
         return 0
     model_args.model_name_or_path = trainable_model_path(model_args.model_name_or_path, Path(script.root))
     if config.curriculum_dir is None:
-        return _train_part(script, config, model_args, run_dir, run_dir, step_offset=0)
+        return _train_part(script, config, model_args, run_dir, run_paths, step_offset=0)
     from sent.curriculum import read_manifest
 
     all_stages = sorted(s["index"] for s in read_manifest(config.curriculum_dir)["stages"])
     todo = [config.curriculum_stage] if config.curriculum_stage is not None else all_stages
     for stage in todo:
-        rc = _train_stage(script, config, model_args, run_dir, stage, all_stages)
+        rc = _train_stage(script, config, model_args, run_paths, stage, all_stages)
         if rc:
             return rc
     return 0
@@ -193,36 +184,37 @@ def trainable_model_path(spec: str | None, root: Path) -> str | None:
     if source.kind != "gguf":
         return spec
     name = Path(source.gguf_file or str(spec)).stem.replace(".", "_")
-    folder = materialize_model(spec, root / "models" / name)
+    folder = materialize_model(spec, RootPaths(root).model(name))
     logger.info("model %s converted to the HF folder %s", spec, folder)
     return str(folder)
 
 
 def _stage_steps(run_dir: Path, stage: int) -> int:
-    done = run_dir / f"stage{stage}" / "DONE"
+    done = done_file(stage_folder(run_dir, stage))
     if not done.exists():
         raise FileNotFoundError(f"curriculum stage {stage} of {run_dir} has not finished ({done} is missing): run "
                                 f"`sent train ... --curriculum_stage {stage}` first")
-    return int(done.read_text().split()[1])
+    return read_done(done.parent)
 
 
-def _train_stage(script, config, model_args, run_dir: Path, stage: int, all_stages: list[int]) -> int:
+def _train_stage(script, config, model_args, run: RunPaths, stage: int, all_stages: list[int]) -> int:
     """One curriculum stage as its own training: init and reference = the previous stage's final weights (the base
     model for stage 1), fresh optimizer and LR schedule; steps and rollouts continue the earlier stages' numbering."""
     import copy
 
-    stage_dir = run_dir / f"stage{stage}"
+    run_dir = run.dir
+    stage_dir = run.stage_dir(stage)
     earlier = [s for s in all_stages if s < stage]
     offset = sum(_stage_steps(run_dir, s) for s in earlier)
-    if not (stage_dir / "DONE").exists():
+    if not done_file(stage_dir).exists():
         config = copy.deepcopy(config)
         config.curriculum_stage = stage
         model_args = copy.deepcopy(model_args)
         if earlier:
-            model_args.model_name_or_path = str(run_dir / f"stage{earlier[-1]}" / "final")
+            model_args.model_name_or_path = str(final_dir(stage_folder(run_dir, earlier[-1])))
         logger.info("curriculum stage %d of %s: from %s, steps after %d", stage, all_stages,
                     model_args.model_name_or_path, offset)
-        rc = _train_part(script, config, model_args, stage_dir, run_dir, step_offset=offset)
+        rc = _train_part(script, config, model_args, stage_dir, run, step_offset=offset)
         if rc:
             return rc
     if stage == all_stages[-1] and int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate
@@ -234,15 +226,13 @@ def _finish_run(run_dir: Path, last_stage_dir: Path, total_steps: int) -> None:
     """The run's final/ is the last stage's (hard links where possible), then the run's DONE marker."""
     import shutil
 
-    from sent.io import atomic_write_text
-
-    final = run_dir / "final"
+    final = final_dir(run_dir)
     tmp = run_dir / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(last_stage_dir / "final", tmp, copy_function=_link_or_copy)
+    shutil.copytree(final_dir(last_stage_dir), tmp, copy_function=_link_or_copy)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    atomic_write_text(run_dir / "DONE", f"step {total_steps}\n")
+    write_done(run_dir, total_steps)
 
 
 def _link_or_copy(src, dst):
@@ -254,8 +244,9 @@ def _link_or_copy(src, dst):
         shutil.copy2(src, dst)
 
 
-def _train_part(script, config, model_args, out: Path, run_dir: Path, step_offset: int) -> int:
-    """Train one part (a whole run, or one curriculum stage) into ``out``; metrics and rollouts go to ``run_dir``."""
+def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offset: int) -> int:
+    """Train one part (a whole run, or one curriculum stage) into ``out``; metrics and rollouts go to the run's
+    folder ``run.dir``."""
     config.output_dir = str(out)
     dataset = build_train_dataset(script, config)
     # The data order is built here (stages x epochs, shuffled per epoch, drop_last like verl) and max_steps makes
@@ -265,18 +256,18 @@ def _train_part(script, config, model_args, out: Path, run_dir: Path, step_offse
         config.max_steps = planned_max_steps(config, len(dataset))
     out.mkdir(parents=True, exist_ok=True)
     _write_config(out, script, config, model_args)
-    if out != run_dir:
-        _write_config(run_dir, script, config, model_args)
-    return _train(script, config, model_args, dataset, out, run_dir, step_offset)
+    if out != run.dir:
+        _write_config(run.dir, script, config, model_args)
+    return _train(script, config, model_args, dataset, out, run, step_offset)
 
 
-def _train(script, config, model_args, dataset, out: Path, run_dir: Path, step_offset: int) -> int:
+def _train(script, config, model_args, dataset, out: Path, run: RunPaths, step_offset: int) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sent.io import atomic_write_text
     from sent.rewards import make_reward
     from sent.rollouts import RolloutRecorder
-    from sent.trainer import MetricsJSONLCallback, SENTTrainer, truncate_metrics
+    from sent.trainer import MetricsJSONLCallback, SENTTrainer
 
     if model_args.model_name_or_path is None:
         raise ValueError("--model_name_or_path is required (e.g. artifacts/cpu/base from `sent toy-base`)")
@@ -287,24 +278,24 @@ def _train(script, config, model_args, dataset, out: Path, run_dir: Path, step_o
     checkpoint, step = _resume_point(out)
     if checkpoint is not None:
         logger.info("resuming from %s (step %d)", checkpoint, step)
-    truncate_metrics(run_dir / "metrics.jsonl", step_offset + step)
-    RolloutRecorder(run_dir / "rollouts").drop_after(step_offset + step)
+    truncate_jsonl(run.metrics, step_offset + step)  # rows after the checkpoint are redone
+    RolloutRecorder(run.rollouts).drop_after(step_offset + step)
     reward = make_reward(script.reward_rule, correct=script.reward_correct, incorrect=script.reward_incorrect)
     trainer = SENTTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
-                          processing_class=tokenizer, step_offset=step_offset, rollouts_dir=run_dir / "rollouts",
-                          callbacks=[MetricsJSONLCallback(run_dir / "metrics.jsonl", step_offset=step_offset)])
+                          processing_class=tokenizer, step_offset=step_offset, rollouts_dir=run.rollouts,
+                          callbacks=[MetricsJSONLCallback(run.metrics, step_offset=step_offset)])
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.global_step < trainer.state.max_steps:
         logger.warning("training stopped at step %d of %d; rerun the same command to resume", trainer.state.global_step,
                        trainer.state.max_steps)
         return 1
     if trainer.accelerator.is_main_process:
-        trainer.save_model(str(out / "final"))
-        tokenizer.save_pretrained(out / "final")
+        trainer.save_model(str(final_dir(out)))
+        tokenizer.save_pretrained(final_dir(out))
         # The toy model's prompt format travels with it, so `sent eval --template auto` reads the same template.
         prompt_file = Path(model_args.model_name_or_path) / "sent_prompt.json"
         if prompt_file.exists():
-            atomic_write_text(out / "final" / "sent_prompt.json", prompt_file.read_text())
-        atomic_write_text(out / "DONE", f"step {trainer.state.global_step}\n")
+            atomic_write_text(final_dir(out) / "sent_prompt.json", prompt_file.read_text())
+        write_done(out, trainer.state.global_step)
     trainer.accelerator.wait_for_everyone()
     return 0

@@ -18,7 +18,7 @@ import random
 
 import pandas as pd
 
-from sent.data.synthetic import LEVELS, _generate
+from sent.data.synthetic import LEVELS, generate_problems
 
 
 PEOPLE = ("Ann", "Bo", "Cy", "Di", "Eve", "Fay", "Gus", "Hal", "Ida", "Jo", "Kim", "Lou")
@@ -85,7 +85,7 @@ def make_relation_problems(n: int, split: str = "train", levels=LEVELS, seed: in
 
     Deterministic in ``(n, split, levels, seed)``; train and test are split by a hash of the problem text.
     """
-    return _generate(n, split, levels, seed, make_puzzle, lambda r: r["key"], "relations", suite)
+    return generate_problems(n, split, levels, seed, make_puzzle, lambda r: r["key"], "relations", suite)
 
 
 def vocabulary_texts() -> list[str]:

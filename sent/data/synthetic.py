@@ -140,7 +140,9 @@ def _decimal(value: Fraction) -> str:
     return f"{whole}.{digits}" if digits else str(whole)
 
 
-def _split_of(key: str) -> str:
+def split_of(key: str) -> str:
+    """``"test"`` or ``"train"``: the fixed split of a problem, from a hash of ``"<domain>|<key>"``
+    (:data:`TEST_FRACTION` of the keys are test)."""
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
     return "test" if h < TEST_FRACTION else "train"
 
@@ -240,8 +242,9 @@ def solution_text(p: MathProblem, cosmetic: dict, rng: random.Random) -> str:
     return " ".join(parts)
 
 
-def _generate(n: int, split: str, levels, seed: int, make, key_of, domain: str, suite: str | None):
-    """Shared loop of both domains: draw until ``n`` distinct problems of ``split`` are found."""
+def generate_problems(n: int, split: str, levels, seed: int, make, key_of, domain: str, suite: str | None):
+    """Shared loop of the synthetic domains: draw ``make(level, rng)`` until ``n`` distinct problems (by
+    ``key_of(row)``) of ``split`` (:func:`split_of`) are found, cycling through ``levels``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if n < 0:
@@ -258,7 +261,7 @@ def _generate(n: int, split: str, levels, seed: int, make, key_of, domain: str, 
         level = levels[len(rows) % len(levels)]
         row = make(level, rng)
         key = key_of(row)
-        if key in seen or _split_of(f"{domain}|{key}") != split:
+        if key in seen or split_of(f"{domain}|{key}") != split:
             continue
         seen.add(key)
         prefix = suite if suite else f"{domain}-{split}"
@@ -281,7 +284,7 @@ def make_math_problems(n: int, split: str = "train", levels=LEVELS, seed: int = 
     Levels cycle through ``levels`` so every level is equally represented. Deterministic in
     ``(n, split, levels, seed)``; train and test never share canonical parameters.
     """
-    return _generate(n, split, levels, seed, _make_math, lambda r: r["key"], "math", suite)
+    return generate_problems(n, split, levels, seed, _make_math, lambda r: r["key"], "math", suite)
 
 
 def math_solutions(problem_key: str, level: int, n: int, seed: int = 0) -> list[str]:
@@ -334,6 +337,10 @@ SUITES = {
 # Non-math suite for the cross-domain analysis (not one of the paper's six benchmarks).
 EXTRA_SUITES = {
     "toy-relations": SuiteSpec(LEVELS, 60, 99, domain="relations", stands_for="non-math ordering puzzles"),
+    # The smoke profile's tiny base only learns levels 1-2 in its minute of SFT; these suites let it show learning.
+    "toy-easy": SuiteSpec((1, 2), 40, 11, stands_for="smoke check: math levels 1-2 (not a paper benchmark)"),
+    "toy-relations-easy": SuiteSpec((1, 2), 40, 12, domain="relations",
+                                    stands_for="smoke check: ordering puzzles, levels 1-2"),
 }
 
 
