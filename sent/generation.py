@@ -90,12 +90,15 @@ def sample_completions(
     seed: int = 0,
     backend: str = "hf",
     progress: bool = True,
+    loglik: bool = True,
 ) -> list[list[Sample]]:
     """Sample ``n`` completions for each prompt; return ``out[i][j]`` = sample ``j`` of prompt ``i``.
 
     ``batch_size`` counts sequences (prompt × sample) per ``generate`` call. Outputs are deterministic given
     ``seed``, the prompts and ``batch_size`` (each batch reseeds the RNG with ``(seed, batch index)``).
     ``backend="vllm"`` takes a ``vllm.LLM`` (or a model path) as ``model``; ``tokenizer`` may then be None.
+    ``loglik=False`` skips the teacher-forced pass that scores each completion (``Sample.loglik`` is then NaN): the
+    samples are the same, and evaluation, which only checks answers, saves that forward pass.
     """
     if isinstance(prompts, str):
         raise ValueError("prompts must be a list of strings, got one string; wrap it: [prompt]")
@@ -107,7 +110,7 @@ def sample_completions(
         return _sample_vllm(model, prompts, n, max_new_tokens=max_new_tokens, temperature=temperature,
                             top_p=top_p, top_k=top_k, seed=seed)
     return _sample_hf(model, tokenizer, prompts, n, max_new_tokens=max_new_tokens, temperature=temperature,
-                      top_p=top_p, top_k=top_k, batch_size=batch_size, seed=seed, progress=progress)
+                      top_p=top_p, top_k=top_k, batch_size=batch_size, seed=seed, progress=progress, loglik=loglik)
 
 
 # ----------------------------------------------------------------------------------------------------- HF backend
@@ -174,7 +177,7 @@ def sequence_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torc
 
 
 def _sample_hf(model, tokenizer, prompts, n, *, max_new_tokens, temperature, top_p, top_k, batch_size, seed,
-               progress) -> list[list[Sample]]:
+               progress, loglik=True) -> list[list[Sample]]:
     from tqdm.auto import tqdm
 
     if tokenizer is None:
@@ -201,9 +204,12 @@ def _sample_hf(model, tokenizer, prompts, n, *, max_new_tokens, temperature, top
         P = enc["input_ids"].shape[1]
         completion = seqs[:, P:]  # (b, T)
         valid, scored = completion_mask(completion, eos_ids)  # (b, T)
-        attention = torch.cat([enc["attention_mask"].bool(), scored], dim=1)  # (b, P + T)
-        logp = sequence_token_logprobs(model, seqs, attention, completion.shape[1], temperature)  # (b, T)
-        logliks = (logp * scored).sum(dim=1)  # (b,)
+        if loglik:
+            attention = torch.cat([enc["attention_mask"].bool(), scored], dim=1)  # (b, P + T)
+            logp = sequence_token_logprobs(model, seqs, attention, completion.shape[1], temperature)  # (b, T)
+            logliks = (logp * scored).sum(dim=1)  # (b,)
+        else:
+            logliks = torch.full((completion.shape[0],), float("nan"))
         finished = (scored & ~valid).any(dim=1)  # (b,)
         for row in range(completion.shape[0]):
             ids = completion[row][valid[row]].tolist()

@@ -38,6 +38,17 @@ def test_deterministic_given_seed(tiny):
     assert [s.token_ids for g in a for s in g] != [s.token_ids for g in c for s in g]
 
 
+def test_without_loglik_the_samples_are_the_same(tiny):
+    """Evaluation skips the scoring pass; the sampled tokens must not change."""
+    model, tok = tiny
+    kw = dict(max_new_tokens=6, batch_size=4, progress=False, seed=3)
+    scored = sample_completions(model, tok, PROMPTS, 3, **kw)
+    bare = sample_completions(model, tok, PROMPTS, 3, loglik=False, **kw)
+    assert [(s.token_ids, s.text, s.finished) for g in scored for s in g] == \
+        [(s.token_ids, s.text, s.finished) for g in bare for s in g]
+    assert all(s.loglik != s.loglik for g in bare for s in g)  # NaN
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_loglik_matches_unpadded_forward(tiny, temperature):
     model, tok = tiny
