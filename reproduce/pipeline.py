@@ -48,11 +48,11 @@ def _flags(options: dict) -> list[str]:
     return out
 
 
-def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *, dry: bool = False,
+def plan(profile: dict, root: Path, seeds: int | None, log_dir: Path, out_dir: Path, *, dry: bool = False,
          num_processes: int | None = None, accelerate_config: str | None = None) -> dict[str, list[Job]]:
     """Expand a profile into jobs per step. Writes the resolved recipes under ``<root>/recipes`` unless ``dry``."""
     from sent.artifacts import RootPaths, RunPaths, done_file, eval_summary_file, manifest_file
-    from sent.plans import expand, launch_argv, make_launch, resolve_run
+    from sent.plans import expand, launch_argv, make_launch, resolve_run, run_seeds
 
     p = expand(profile, root)
     paths = RootPaths(root)
@@ -74,8 +74,11 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *,
                 "--order", opts.get("order", "se"), "--seed", "0"]
         jobs["curriculum"].append(Job(f"curriculum-{name}", argv, manifest_file(out), log(f"curriculum-{name}")))
     runs = p["runs"]
-    for seed in range(seeds):
+    n_seeds = {run: run_seeds(p, run, seeds) for run in runs}  # --seeds N for all, else each run's own
+    for seed in range(max(n_seeds.values())):
         for run, opts in runs.items():
+            if seed >= n_seeds[run]:
+                continue
             opts = opts or {}
             recipe = resolve_run(p, run, opts, root, seed, n_proc)
             rp = RunPaths(root, run, seed)
@@ -91,8 +94,10 @@ def plan(profile: dict, root: Path, seeds: int, log_dir: Path, out_dir: Path, *,
             jobs["train"].append(job)
     ev = p["eval"]
     eval_targets = [("base", p["model"], paths.base_eval, "math")]
-    for seed in range(seeds):
+    for seed in range(max(n_seeds.values())):
         for run, opts in runs.items():
+            if seed >= n_seeds[run]:
+                continue
             rp = RunPaths(root, run, seed)
             eval_targets.append((f"{run}-s{seed}", str(rp.final), rp.eval_dir, (opts or {}).get("domain", "math")))
     for name, model, out, domain in eval_targets:
@@ -182,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu", help="smoke | cpu | paper-1.5b | paper-7b | paper-14b")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds per run (>= 3 for claims that one method beats another)")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds for every run (default: each run's own, from the profile: 3 for the cpu profile's "
+                         "main table and curriculum controls); --seeds 1 = the quick single-seed view")
     ap.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
     ap.add_argument("--jobs", type=int, default=None, help="parallel jobs for train/eval (default: the profile's)")
     ap.add_argument("--root", default=None, help="artifact root (default artifacts/<profile>)")
@@ -195,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true",
                     help="write reproduce/out/<profile>/plan.md, print the plan and the commands, run nothing")
     args = ap.parse_args(argv)
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         ap.error("--seeds must be >= 1")
     try:
         profile = load_profile(args.profile)

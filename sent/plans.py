@@ -37,7 +37,7 @@ BUDGET_FIELDS = ("num_generations", "per_device_train_batch_size", "gradient_acc
                  "steps_per_generation", "num_train_epochs", "epochs_per_stage", "max_steps", "generation_batch_size",
                  "num_iterations")
 #: Keys of a run entry in a profile that are not recipe fields.
-RUN_KEYS = ("recipe", "curriculum", "domain")
+RUN_KEYS = ("recipe", "curriculum", "domain", "seeds")
 
 
 class PlanError(ValueError):
@@ -149,6 +149,18 @@ def _read_recipe(path: str | Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def run_seeds(p: dict, run: str, override: int | None = None) -> int:
+    """How many seeds ``run`` trains: ``override`` (``run_all.sh --seeds N``) for every run, else the run's own
+    ``seeds``, else the profile's ``seeds`` (default 1). Claims about a run need >= 3 (docs/STATISTICS.md)."""
+    if override is not None:
+        n = override
+    else:
+        n = (p["runs"][run] or {}).get("seeds", p.get("seeds", 1))
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise PlanError(f"run {run!r}: seeds must be an int >= 1, got {n!r}")
+    return n
+
+
 def method_recipe_path(name: str) -> Path:
     return RECIPES_DIR / "methods" / f"{name}.yaml"
 
@@ -156,6 +168,7 @@ def method_recipe_path(name: str) -> Path:
 def resolve_run(p: dict, run: str, opts: dict, root: Path, seed: int, num_processes: int) -> dict:
     """One run's full recipe (see the module docstring for the merge order). ``p`` is an expanded profile."""
     opts = dict(opts)
+    opts.pop("seeds", None)  # how many seeds run (run_seeds), not a recipe field
     recipe_name = opts.pop("recipe", run)
     curriculum = opts.pop("curriculum", None)
     domain = opts.pop("domain", p.get("default_domain", "math"))
