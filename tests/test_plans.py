@@ -74,3 +74,16 @@ def test_dry_run_writes_plan_md_and_nothing_else(tmp_path):
     assert not root.exists()
     assert sorted(q.name for q in out.rglob("*")) == ["plan.md"]
     assert "zero3.yaml --num_processes 8" in (out / "plan.md").read_text()
+
+
+def test_run_seeds_profile_default_run_override_and_cli():
+    from sent.plans import PlanError, load_profile, run_seeds
+
+    p = load_profile("cpu")
+    assert run_seeds(p, "grpo") == 3 and run_seeds(p, "ctl_curr_random") == 3  # main table and controls
+    assert run_seeds(p, "abl_ratio_0.7") == 1  # an ablation: one seed, labelled
+    assert run_seeds(p, "abl_ratio_0.7", 2) == 2 and run_seeds(p, "grpo", 1) == 1  # --seeds N sets every run
+    assert run_seeds(load_profile("smoke"), "grpo") == 1
+    bad = {**p, "runs": {"x": {"seeds": 0}}}
+    with pytest.raises(PlanError, match="seeds"):
+        run_seeds(bad, "x")
