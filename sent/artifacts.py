@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sent.io import MissingArtifactError, atomic_path, atomic_write_text, require_artifact
+from sent.locks import LOCK
 from sent.rollouts import ROLLOUT_FILE, RolloutSchemaError, rollout_file_name, validate_rollouts
 
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "RunPaths", "RootPaths", "iter_runs", "done_file", "final_dir", "eval_folder", "eval_file", "eval_summary_file",
-    "manifest_file", "se_file", "se_samples_file",
+    "manifest_file", "se_file", "se_samples_file", "lock_file", "se_lock_file",
     "stage_folder", "read_done",
     "write_done",
     "read_jsonl", "append_jsonl", "truncate_jsonl", "config_file", "metrics_file", "metrics_row", "append_metrics", "read_metrics",
@@ -112,6 +113,16 @@ def se_file(folder: str | os.PathLike, domain: str) -> Path:
 def se_samples_file(folder: str | os.PathLike, domain: str) -> Path:
     """The sampled answers behind the SE table of ``domain`` in an SE folder."""
     return Path(folder) / f"{domain}_samples.parquet"
+
+
+def lock_file(folder: str | os.PathLike) -> Path:
+    """The writer lock of an output folder (run, eval, curriculum): ``<folder>/.lock`` (:mod:`sent.locks`)."""
+    return Path(folder) / LOCK
+
+
+def se_lock_file(folder: str | os.PathLike, domain: str) -> Path:
+    """The writer lock of ``domain``'s SE tables in an SE folder (domains of one folder are written independently)."""
+    return Path(folder) / f".{domain}{LOCK}"
 
 
 def stage_folder(run_dir: str | os.PathLike, k: int) -> Path:

@@ -2,13 +2,23 @@
 
 Each subcommand lives in its own module so that importing the CLI stays fast and a command's
 heavy imports (torch, transformers, trl) happen only when it runs.
+
+Mistakes are one line. A bad input (an argument, a missing or malformed artifact, a config that does not parse, an
+output another job is writing) ends with ``sent <command>: <message>`` on stderr and exit code 2, no traceback: the
+errors listed in :data:`USER_ERRORS` (``ValueError`` covers the validation errors, ``RolloutSchemaError`` and the
+changed-settings refusal of ``sent train``; ``FileNotFoundError`` covers ``MissingArtifactError``) and argparse's
+usage errors. Any other exception is a bug and keeps its traceback. ``--debug`` (before or after the command name)
+or ``SENT_DEBUG=1`` re-raises every error with its traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
+import os
 import sys
+from contextlib import contextmanager
 
 
 COMMANDS = {
@@ -29,8 +39,61 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+class UsageError(ValueError):
+    """A command line argparse rejects (unknown option, bad value, missing argument)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the input is wrong", reported in one line: validation (``ValueError``, which
+    includes ``RolloutSchemaError`` and ``ModelSpecError``), missing or misplaced files (``FileNotFoundError``, which
+    includes ``MissingArtifactError``, and its siblings for a path of the wrong kind or without permission), a config
+    file that is not YAML, and an output another job is writing (``LockHeldError``)."""
+    import yaml
+
+    from sent.locks import LockHeldError
+
+    return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+            yaml.YAMLError, LockHeldError)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (newlines and runs of spaces collapsed; the type name if it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+@contextmanager
+def usage_errors_raise():
+    """While a command runs, argparse's usage errors raise :class:`UsageError` instead of printing the usage and
+    exiting, so that they too are one line (``--help`` still prints and exits 0)."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser, message):
+        raise UsageError(f"{message} (see `{parser.prog} --help`)")
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
+def split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """Remove the global ``--debug`` flag (before or after the command name). After ``train``, a ``--debug`` followed
+    by a value is TrainingArguments' own ``--debug <option>`` and stays."""
+    out, debug = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--debug":
+            after_train = bool(out) and out[0] == "train" and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            if not after_train:
+                debug = True
+                continue
+        out.append(arg)
+    return out, debug
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or os.environ.get("SENT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -40,12 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(f"sent.commands.{COMMANDS[name][0]}")
-    from sent.io import MissingArtifactError
-
-    try:
+    if debug:
         return int(module.main(rest) or 0)
-    except MissingArtifactError as err:  # the message names the command that makes the artifact
-        print(f"sent {name}: {err}", file=sys.stderr)
+    try:
+        with usage_errors_raise():
+            return int(module.main(rest) or 0)
+    except user_errors() as err:  # a bad input: one line, no traceback (--debug shows it)
+        print(f"sent {name}: {one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -15,6 +15,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -29,6 +30,8 @@ SCHEMA = pa.schema([
 ])
 REQUIRED = ("step", "prompt_id", "sample_id", "reward", "advantage", "tokens", "logp", "entropy")
 TOKEN_COLUMNS = ("token_ids", "tokens", "logp", "entropy", "covariance", "low_entropy", "high_cov", "beta")
+#: Token columns that must hold a number for every token (no NaN).
+FINITE_COLUMNS = ("logp", "entropy")
 #: File name of a recorded step; group 1 is the step.
 ROLLOUT_FILE = re.compile(r"^step_(\d{6,})\.parquet$")
 
@@ -88,7 +91,8 @@ class RolloutRecorder:
 
 def validate_rollouts(df):
     """Return ``df``; raise :class:`RolloutSchemaError` naming a missing required column, a non-integer ``step`` /
-    ``sample_id``, a non-numeric ``reward`` / ``advantage`` or token lists of unequal lengths."""
+    ``sample_id``, a non-numeric ``reward`` / ``advantage``, token lists of unequal lengths or a NaN ``logp`` /
+    ``entropy``."""
     import pandas as pd
 
     missing = [name for name in REQUIRED if name not in df.columns]
@@ -110,6 +114,13 @@ def validate_rollouts(df):
         if len(bad):
             raise RolloutSchemaError(f"column {name!r} has token lists of a different length than 'tokens' in "
                                      f"{len(bad)} row(s), first row {int(bad[0])}")
+    for name in FINITE_COLUMNS:
+        bad = df[name].map(lambda x: bool(np.isnan(np.asarray(x, dtype=np.float64)).any()) if x is not None else True)
+        if bad.any():
+            first = int(bad.to_numpy().nonzero()[0][0])
+            raise RolloutSchemaError(f"column {name!r} has NaN (or missing) values in {int(bad.sum())} row(s), first "
+                                     f"row {first} (step {df['step'].iloc[first]}); every sampled token has a "
+                                     f"log-probability and an entropy")
     return df
 
 

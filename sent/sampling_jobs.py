@@ -1,6 +1,7 @@
 """What ``sent semantic-entropy`` and ``sent eval`` share: sample answers for a table of prompts, resumably.
 
-* :func:`add_model_args` / :func:`open_model`: the model and sampling options of both commands, and the
+* :func:`add_model_args` / :func:`check_sampling_args` / :func:`open_model`: the model and sampling options of both
+  commands (checked before any model loads), and the
   ``(model, tokenizer)`` they name (HF backend via :func:`sent.generation.load_model`, or a vLLM engine);
 * :func:`read_prompt_config` / :func:`render_for_model`: the prompt each problem is sampled from (the model folder's
   own template from ``sent_prompt.json``, or the paper's instruction inside the tokenizer's chat template);
@@ -42,6 +43,23 @@ def add_model_args(p: argparse.ArgumentParser, max_new_tokens_help: str = "") ->
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--allow-download", action="store_true", help="allow hub downloads of models and datasets")
+
+
+def check_sampling_args(args) -> None:
+    """Reject sampling options that cannot work before any model is loaded (``ValueError``, one line each): the
+    same rules :func:`sent.generation.sample_completions` applies, checked up front."""
+    checks = [
+        ("max_new_tokens", lambda v: v is None or v >= 1, "must be >= 1 tokens"),
+        ("batch_size", lambda v: v >= 1, "must be >= 1 sequences per generate call"),
+        ("chunk_size", lambda v: v >= 1, "must be >= 1 prompts per part file"),
+        ("threads", lambda v: v is None or v >= 1, "must be >= 1"),
+        ("temperature", lambda v: v > 0, "must be > 0 (sampling only; a small value is near-greedy)"),
+        ("top_p", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        ("top_k", lambda v: v >= 0, "must be >= 0 (0 disables top-k)"),
+    ]
+    for name, ok, rule in checks:
+        if hasattr(args, name) and not ok(getattr(args, name)):
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} {rule}")
 
 
 def open_model(args):

@@ -19,12 +19,17 @@ or ``num_iterations > 1``; then TRL computes the old-policy log-probs itself.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields, make_dataclass
 
 from trl import GRPOConfig
 
 from sent.loss_settings import LossSettings
 
+
+# TRL's GRPOConfig sets `gradient_checkpointing` (transformers 5 renamed it `activation_checkpointing` and warns at
+# every config built); nothing a user of `sent train` can act on, and it would precede every one-line error.
+warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # Methods whose penalty is against the old (rollout) policy, so they need several updates per generation batch.
 OFF_POLICY_METHODS = ("kl_cov", "sent_release")
@@ -143,6 +148,8 @@ class SENTConfig(_LossArguments, GRPOConfig):
             raise ValueError(f"token_filter={self.token_filter!r} must be one of {TOKEN_FILTERS}")
         if self.token_filter == "content" and ":" not in self.token_filter_fn:
             raise ValueError(f"token_filter_fn={self.token_filter_fn!r} must look like 'package.module:function'")
+        if not self.learning_rate >= 0:  # also NaN
+            raise ValueError(f"learning_rate={self.learning_rate} must be >= 0")
         if self.epochs_per_stage < 1:
             raise ValueError(f"epochs_per_stage={self.epochs_per_stage} must be >= 1")
         if self.curriculum_stage is not None and (self.curriculum_stage < 1 or self.curriculum_dir is None):
@@ -198,6 +205,9 @@ class TrainScriptArguments:
     reward_incorrect: float = field(default=0.0, metadata={"help": "Reward of a wrong answer (released code: -1)."})
     allow_download: bool = field(default=False, metadata={"help": "Allow hub downloads of benchmark data."})
     dry_run: bool = field(default=False, metadata={"help": "Build config + datasets (fixtures), write nothing, exit."})
+    overwrite: bool = field(default=False, metadata={"help": (
+        "Delete the run folder's contents and start afresh. Without it, a run folder that was started with other "
+        "settings (config.yaml) is refused instead of resumed.")})
 
 
 def train_parser():
@@ -206,3 +216,83 @@ def train_parser():
     from trl import ModelConfig, TrlParser
 
     return TrlParser((TrainScriptArguments, SENTConfig, ModelConfig))
+
+
+# ------------------------------------------------------------------------------------------------ resume check
+#: Settings that do not change what a run computes, left out when a resumed run is compared with its earlier start:
+#: the folder it writes (``root``, ``run``, ``output_dir``, ``run_name``), the start itself (``overwrite``,
+#: ``dry_run``, ``resume_from_checkpoint``, ``allow_download``), the curriculum stage (each stage is its own
+#: ``sent train --curriculum_stage k`` process into the same run folder), logging and progress output, checkpoint
+#: saving (a resume continues from the last checkpoint whatever the interval), what is recorded (rollouts), memory
+#: (activation checkpointing recomputes the same values), data-loader workers and rank bookkeeping. Every other
+#: resolved setting (script, model and trainer fields) must be equal, or ``sent train`` stops (``--overwrite``
+#: starts afresh).
+RESUME_IGNORED = frozenset({
+    "root", "run", "output_dir", "run_name", "overwrite", "dry_run", "resume_from_checkpoint", "allow_download",
+    "curriculum_stage",
+    "disable_tqdm", "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "log_level",
+    "log_level_replica", "log_on_each_node", "log_completions", "log_completions_hub_repo", "log_multimodal",
+    "log_unique_prompts", "num_completions_to_print", "report_to", "project", "trackio_bucket_id", "trackio_space_id",
+    "trackio_static_space_id", "include_num_input_tokens_seen", "skip_memory_metrics",
+    "save_strategy", "save_steps", "save_total_limit", "save_only_model", "save_on_each_node", "push_to_hub",
+    "hub_always_push", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_token",
+    "record_rollouts_every", "record_max_rows",
+    "gradient_checkpointing", "gradient_checkpointing_kwargs", "activation_checkpointing",
+    "activation_checkpointing_kwargs",
+    "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
+    "local_rank", "ddp_timeout",
+})
+#: Settings ``sent train`` changes after parsing (``max_steps`` computed from the data, the model converted or taken
+#: from the previous curriculum stage, the data order fixed): a ``config.yaml`` written before the ``requested`` key
+#: existed records the derived values, so these are not compared against it.
+DERIVED_AT_START = frozenset({"max_steps", "model_name_or_path", "shuffle_dataset"})
+
+
+def requested_settings(script, config, model_args) -> dict:
+    """Every ``sent train`` setting as parsed (before the command derives anything), flat ``{name: value}`` with
+    values as YAML stores them; ``config.yaml`` keeps it under ``requested`` for the resume check."""
+    import json
+    from dataclasses import asdict
+
+    import yaml
+
+    flat = {**json.loads(json.dumps(asdict(script), default=str)),
+            **json.loads(json.dumps(asdict(model_args), default=str)),
+            **json.loads(config.to_json_string())}
+    return yaml.safe_load(yaml.safe_dump(flat))
+
+
+def resume_changes(recorded: dict, requested: dict) -> list[tuple[str, object, object]]:
+    """``[(name, earlier value, new value)]`` of the settings that differ between a run folder's ``config.yaml``
+    (``recorded``) and this start's :func:`requested_settings`, sorted by name; settings in :data:`RESUME_IGNORED`
+    and settings one side does not record (added or removed by a code change) are not compared."""
+    import yaml
+
+    old = recorded.get("requested")
+    ignored = RESUME_IGNORED
+    if not isinstance(old, dict):  # written before `requested` existed: the resolved sections
+        old = {}
+        for section in ("script", "model", "config"):
+            if isinstance(recorded.get(section), dict):
+                old.update(recorded[section])
+        ignored = ignored | DERIVED_AT_START
+    new = yaml.safe_load(yaml.safe_dump(requested))
+    return [(k, old[k], new[k]) for k in sorted(set(old) & set(new) - ignored) if old[k] != new[k]]
+
+
+def _show(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def resume_changes_message(folder, changes: list[tuple[str, object, object]]) -> str:
+    """``<folder> was started with learning_rate=0.0003, now 0.001 (and 1 more: seed); rerun ...`` (one line)."""
+    name, old, new = changes[0]
+    more = ""
+    if len(changes) > 1:
+        names = [c[0] for c in changes[1:]]
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        more = f" (and {len(names)} more: {listed})"
+    return (f"{folder} was started with {name}={_show(old)}, now {_show(new)}{more}; rerun with the old settings or "
+            "pass --overwrite to start afresh")

@@ -5,7 +5,8 @@
 
 Without ``--se``/``--out`` the paths default to ``<root>/se/<domain>.parquet`` and ``<root>/curriculum/<name>``.
 The work is skipped when ``manifest.json`` already records the same source sha256 and parameters (``--force`` redoes
-it). See :mod:`sent.curriculum` for the methods.
+it). One writer per folder: ``<out>/.lock`` (:mod:`sent.locks`) while it is written. See :mod:`sent.curriculum` for
+the methods.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from sent.artifacts import RootPaths, manifest_file
 from sent.curriculum import METHODS, ORDERS, file_sha256, read_manifest, write_curriculum
 from sent.io import require_artifact
+from sent.locks import command_line, writer_lock
 
 
 logger = logging.getLogger(__name__)
@@ -55,21 +57,28 @@ def _is_current(out: Path, digest: str, params: dict) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for flag, value, method in (("--thresholds", args.thresholds, "thresholds"),
+                                ("--quantiles", args.quantiles, "quantiles")):
+        if value is not None and args.method != method:
+            raise ValueError(f"{flag} applies only with --method {method} (got --method {args.method})")
+    if args.n_stages is not None and args.n_stages < 1:
+        raise ValueError(f"--n-stages must be >= 1, got {args.n_stages}")
     thresholds = [float(t) for t in args.thresholds] if args.method == "thresholds" and args.thresholds else None
     quantiles = [float(q) for q in args.quantiles] if args.method == "quantiles" and args.quantiles else None
     cuts = thresholds or quantiles
-    n_stages = args.n_stages or (len(cuts) + 1 if cuts else 2)
+    n_stages = args.n_stages if args.n_stages is not None else (len(cuts) + 1 if cuts else 2)
     params = {"method": args.method, "order": args.order, "n_stages": n_stages, "seed": args.seed,
               "thresholds": thresholds, "quantiles": quantiles}
     paths = RootPaths(args.root)
     se_path = require_artifact(args.se or paths.se(args.domain), "sent semantic-entropy")
     out = Path(args.out) if args.out else paths.curriculum(args.name or f"{args.method}{n_stages}")
     digest = file_sha256(se_path)
-    if not args.force and _is_current(out, digest, params):
-        logger.info("curriculum %s is up to date with %s; skipping (use --force to rewrite)", out, se_path)
-        return 0
-    manifest = write_curriculum(se_path, out, n_stages=n_stages, method=args.method, thresholds=thresholds,
-                                quantiles=quantiles, seed=args.seed, order=args.order)
+    with writer_lock(out, command_line("sent curriculum", argv)):  # one writer per curriculum folder
+        if not args.force and _is_current(out, digest, params):
+            logger.info("curriculum %s is up to date with %s; skipping (use --force to rewrite)", out, se_path)
+            return 0
+        manifest = write_curriculum(se_path, out, n_stages=n_stages, method=args.method, thresholds=thresholds,
+                                    quantiles=quantiles, seed=args.seed, order=args.order)
     sizes = [s["size"] for s in manifest["stages"]]
     logger.info("wrote %d stages (sizes %s) to %s", len(sizes), sizes, out)
     return 0

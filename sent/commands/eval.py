@@ -3,6 +3,8 @@
     sent eval --model artifacts/cpu/runs/sent/seed0/final --suites toy-aime24,toy-math500 --k 32
     sent eval --model /models/r1-1.5b --out evals/base --suites paper --source-dir data/ --backend vllm
 
+One writer per output folder: ``<out>/.lock`` (:mod:`sent.locks`) while the command runs.
+
 Writes ``<out>/<suite>.parquet`` (one row per sample: ``prompt_id, suite, sample_id, completion, answer, gold,
 correct, length``; metadata ``k, temperature, top_p, model, seed``) and ``<out>/summary.json`` with, per suite and
 for k' in {1, 8, 16, 32} up to ``--k``: unbiased Pass@k' (Chen et al. 2021), "any of the first k'" Pass@k' and
@@ -28,8 +30,10 @@ import numpy as np
 import pandas as pd
 
 from sent.artifacts import FINAL, eval_file, eval_folder, eval_summary_file
+from sent.locks import command_line, writer_lock
 from sent.sampling_jobs import (
     add_model_args,
+    check_sampling_args,
     is_complete,
     keys_sha,
     open_model,
@@ -89,7 +93,7 @@ def load_problems(suite: str, args) -> pd.DataFrame:
         if args.source_dir:
             source = find_source(suite, FIXTURES_DIR if args.source_dir == "fixtures" else args.source_dir)
         df = load_benchmark(suite, source, allow_download=args.allow_download)
-    return (df.head(args.n_problems) if args.n_problems else df).reset_index(drop=True)
+    return (df if args.n_problems is None else df.head(args.n_problems)).reset_index(drop=True)
 
 
 def summarize(table: pd.DataFrame, k: int) -> dict:
@@ -122,7 +126,7 @@ def _compute_suite(args, model, tokenizer, df: pd.DataFrame, suite: str, max_new
         groups = sample_completions(model, tokenizer, sub["prompt"].tolist(), args.k, max_new_tokens=max_new_tokens,
                                     temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                     batch_size=args.batch_size, seed=args.seed * 100_003 + i, backend=args.backend,
-                                    progress=False)
+                                    progress=False, loglik=False)  # eval checks answers only
         records = []
         for (_, row), group in zip(sub.iterrows(), groups):
             for j, s in enumerate(group):
@@ -146,13 +150,25 @@ def default_out(model: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sent.io import atomic_write_json, atomic_write_parquet
-
     args = build_parser().parse_args(argv)
     if args.k < 1:
         raise ValueError(f"--k must be >= 1 samples per problem, got {args.k}")
+    if args.n_problems is not None and args.n_problems < 1:
+        raise ValueError(f"--n-problems must be >= 1 (leave it out for every problem), got {args.n_problems}")
+    check_sampling_args(args)
     out = Path(args.out) if args.out else default_out(args.model)
     suites = expand_suites(args.suites)
+    from sent.generation import resolve_model_spec
+
+    # a bad --model fails before any work (vLLM resolves hub ids itself, as before)
+    resolve_model_spec(args.model, allow_download=args.allow_download or args.backend == "vllm")
+    with writer_lock(out, command_line("sent eval", argv)):  # one writer per eval folder
+        return _evaluate(args, out, suites)
+
+
+def _evaluate(args, out: Path, suites: list[str]) -> int:
+    from sent.io import atomic_write_json, atomic_write_parquet
+
     prompt_config = read_prompt_config(args.model)
     max_new_tokens = args.max_new_tokens or prompt_config.get("max_new_tokens", 1024)
     base_meta = {"k": args.k, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,

@@ -11,7 +11,8 @@ final answer, and the closing log line warns when more than 5% of answers were c
 
 Resumable: prompts are processed in chunks; each scored chunk is written atomically to
 ``<out>/.parts_<domain>/``. A killed job keeps its finished chunks and continues from the first missing one;
-the final tables are assembled at the end, and a complete run is skipped. The chunk loop, the model options and the
+the final tables are assembled at the end, and a complete run is skipped. One writer per SE table: the lock
+``<out>/.<domain>.lock`` (:mod:`sent.locks`) while the command runs. The chunk loop, the model options and the
 prompt rendering are :mod:`sent.sampling_jobs`, shared with ``sent eval``.
 """
 
@@ -24,9 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sent.artifacts import RootPaths, se_file, se_samples_file
+from sent.artifacts import RootPaths, se_file, se_lock_file, se_samples_file
+from sent.locks import command_line, writer_lock
 from sent.sampling_jobs import (
     add_model_args,
+    check_sampling_args,
     is_complete,
     keys_sha,
     open_model,
@@ -177,14 +180,27 @@ def log_answer_quality(table: pd.DataFrame, meta: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sent.io import atomic_write_parquet
+    from sent.generation import resolve_model_spec
 
     args = build_parser().parse_args(argv)
     if args.M < 1:
         raise ValueError(f"--M must be >= 1 samples per prompt, got {args.M}")
+    if args.num_proc is not None and args.num_proc < 1:
+        raise ValueError(f"--num-proc must be >= 1 processes (leave it out for all cores), got {args.num_proc}")
+    check_sampling_args(args)
     paths = RootPaths(args.root)
     out = Path(args.out) if args.out else paths.se_dir
     args.model = args.model or str(paths.base)
+    # a bad --model fails before any work (vLLM resolves hub ids itself, as before)
+    resolve_model_spec(args.model, allow_download=args.allow_download or args.backend == "vllm")
+    with writer_lock(out, command_line("sent semantic-entropy", argv), lock_file=se_lock_file(out, args.domain),
+                     target=se_file(out, args.domain)):  # one writer per SE table (domains are independent)
+        return _score(args, out)
+
+
+def _score(args, out: Path) -> int:
+    from sent.io import atomic_write_parquet
+
     prompt_config = read_prompt_config(args.model)
     equivalence = args.equivalence or prompt_config.get("equivalence", {}).get(args.domain, "math")
     max_new_tokens = args.max_new_tokens or prompt_config.get("max_new_tokens", 1024)

@@ -4,6 +4,13 @@ Parses ``(TrainScriptArguments, SENTConfig, ModelConfig)`` with ``sent.trainer_c
 ``TrlParser``), then: run folder, config.yaml,
 data, model, reward, trainer, train (resuming from the last checkpoint), final/, DONE. A run whose DONE marker exists
 is skipped. ``--dry_run`` stops after building the config and the datasets (hub data replaced by fixtures).
+
+One writer per run folder: the main process holds the folder's lock (:mod:`sent.locks`) for the whole command, so a
+second ``sent train`` into the same folder stops with one line naming the first. Resume means the same run: a folder
+whose ``config.yaml`` records other settings (``requested``, compared by
+:func:`sent.trainer_config.resume_changes`, which leaves out ``RESUME_IGNORED``) and holds training (a checkpoint,
+final/ or DONE, :func:`has_progress`) is refused, a finished one too, unless ``--overwrite`` deletes its contents
+first. An earlier start that left no checkpoint is simply started afresh (with a warning).
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ from sent.artifacts import (
     config_file,
     done_file,
     final_dir,
+    lock_file,
     manifest_file,
     read_done,
+    read_run_config,
     stage_folder,
     truncate_jsonl,
     write_done,
 )
+from sent.locks import command_line, is_main_process, writer_lock
 
 
 logger = logging.getLogger(__name__)
@@ -118,13 +128,73 @@ def planned_max_steps(config, n_rows: int) -> int:
     return n_rows // per_gen * config.updates_per_generation()
 
 
-def _write_config(out: Path, script, config, model_args) -> None:
+def _write_config(out: Path, script, config, model_args, requested: dict) -> None:
+    """``config.yaml``: the resolved sections as trained (``script``, ``model``, ``config``) and the settings as
+    requested (``requested``, before max_steps, the model path and the stage were derived; the resume check)."""
     import yaml
 
     from sent.io import atomic_write_text
 
-    doc = {"script": asdict(script), "model": asdict(model_args), "config": json.loads(config.to_json_string())}
+    doc = {"script": asdict(script), "model": asdict(model_args), "config": json.loads(config.to_json_string()),
+           "requested": requested}
     atomic_write_text(config_file(out), yaml.safe_dump(doc, sort_keys=True))
+
+
+def check_same_run(run_dir: Path, requested: dict, overwrite: bool) -> None:
+    """Resume means the same run: raise ``ValueError`` (one line, the first changed setting) when ``run_dir`` was
+    started with other settings; with ``overwrite`` delete its contents (main process) instead."""
+    from sent.trainer_config import resume_changes, resume_changes_message
+
+    if overwrite:
+        if is_main_process() and run_dir.is_dir():
+            _clear_folder(run_dir, keep=lock_file(run_dir))
+            logger.warning("--overwrite: deleted the contents of %s; starting afresh", run_dir)
+        return
+    recorded = read_run_config(run_dir)
+    if recorded is None:
+        return
+    changes = resume_changes(recorded, requested)
+    if not changes:
+        return
+    if not has_progress(run_dir):  # an earlier start that trained nothing: nothing to resume, nothing to protect
+        logger.warning("%s: settings changed since the last start (%s), which left no checkpoint; starting afresh",
+                       run_dir, ", ".join(name for name, _, _ in changes))
+        return
+    raise ValueError(resume_changes_message(run_dir, changes))
+
+
+def has_progress(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds training to resume or results: a checkpoint, a final model or a DONE marker, of
+    the run or of one of its curriculum stages."""
+    for folder in (run_dir, *sorted(run_dir.glob("stage*"))):
+        if done_file(folder).exists() or final_dir(folder).exists() or any(folder.glob("checkpoint-*")):
+            return True
+    return False
+
+
+def check_model(spec: str | None) -> None:
+    """A model that cannot be opened fails before the run folder is written: no spec, or a local path (absolute,
+    relative with ``./``, ``~`` or several parts, a ``.gguf`` file) that is not a model."""
+    if spec is None:
+        raise ValueError("--model_name_or_path is required (e.g. artifacts/cpu/base from `sent toy-base`)")
+    text = str(spec)
+    local = text.startswith(("/", ".", "~")) or text.count("/") > 1 or text.endswith(".gguf") or Path(text).exists()
+    if local:
+        from sent.generation import resolve_model_spec
+
+        resolve_model_spec(text, allow_download=False)
+
+
+def _clear_folder(folder: Path, keep: Path) -> None:
+    import shutil
+
+    for path in folder.iterdir():
+        if path == keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _resume_point(out: Path):
@@ -141,6 +211,8 @@ def _resume_point(out: Path):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from sent.trainer_config import requested_settings
+
     script, config, model_args = _parse(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run = script.run or config.method
@@ -152,18 +224,25 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("dry run OK: method=%s, %d training rows (%d optimizer steps), output would be %s", config.method,
                     len(dataset), planned_max_steps(config, len(dataset)), run_dir)
         return 0
-    if run_paths.done.exists():
-        logger.info("%s is complete (DONE exists); nothing to do", run_dir)
-        return 0
+    requested = requested_settings(script, config, model_args)
+    with writer_lock(run_dir, command_line("sent train", argv)):  # main process only; held for all the work
+        check_same_run(run_dir, requested, script.overwrite)
+        if run_paths.done.exists():
+            logger.info("%s is complete (DONE exists); nothing to do", run_dir)
+            return 0
+        return _train_run(script, config, model_args, run_paths, requested)
+
+
+def _train_run(script, config, model_args, run_paths: RunPaths, requested: dict) -> int:
     model_args.model_name_or_path = trainable_model_path(model_args.model_name_or_path, Path(script.root))
     if config.curriculum_dir is None:
-        return _train_part(script, config, model_args, run_dir, run_paths, step_offset=0)
+        return _train_part(script, config, model_args, run_paths.dir, run_paths, 0, requested)
     from sent.curriculum import read_manifest
 
     all_stages = sorted(s["index"] for s in read_manifest(config.curriculum_dir)["stages"])
     todo = [config.curriculum_stage] if config.curriculum_stage is not None else all_stages
     for stage in todo:
-        rc = _train_stage(script, config, model_args, run_paths, stage, all_stages)
+        rc = _train_stage(script, config, model_args, run_paths, stage, all_stages, requested)
         if rc:
             return rc
     return 0
@@ -197,7 +276,8 @@ def _stage_steps(run_dir: Path, stage: int) -> int:
     return read_done(done.parent)
 
 
-def _train_stage(script, config, model_args, run: RunPaths, stage: int, all_stages: list[int]) -> int:
+def _train_stage(script, config, model_args, run: RunPaths, stage: int, all_stages: list[int],
+                 requested: dict) -> int:
     """One curriculum stage as its own training: init and reference = the previous stage's final weights (the base
     model for stage 1), fresh optimizer and LR schedule; steps and rollouts continue the earlier stages' numbering."""
     import copy
@@ -214,10 +294,10 @@ def _train_stage(script, config, model_args, run: RunPaths, stage: int, all_stag
             model_args.model_name_or_path = str(final_dir(stage_folder(run_dir, earlier[-1])))
         logger.info("curriculum stage %d of %s: from %s, steps after %d", stage, all_stages,
                     model_args.model_name_or_path, offset)
-        rc = _train_part(script, config, model_args, stage_dir, run, step_offset=offset)
+        rc = _train_part(script, config, model_args, stage_dir, run, offset, requested)
         if rc:
             return rc
-    if stage == all_stages[-1] and int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate
+    if stage == all_stages[-1] and is_main_process():  # one writer under accelerate
         _finish_run(run_dir, stage_dir, offset + _stage_steps(run_dir, stage))
     return 0
 
@@ -244,9 +324,10 @@ def _link_or_copy(src, dst):
         shutil.copy2(src, dst)
 
 
-def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offset: int) -> int:
+def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offset: int, requested: dict) -> int:
     """Train one part (a whole run, or one curriculum stage) into ``out``; metrics and rollouts go to the run's
     folder ``run.dir``."""
+    check_model(model_args.model_name_or_path)
     config.output_dir = str(out)
     dataset = build_train_dataset(script, config)
     # The data order is built here (stages x epochs, shuffled per epoch, drop_last like verl) and max_steps makes
@@ -255,9 +336,9 @@ def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offse
     if config.max_steps <= 0:
         config.max_steps = planned_max_steps(config, len(dataset))
     out.mkdir(parents=True, exist_ok=True)
-    _write_config(out, script, config, model_args)
+    _write_config(out, script, config, model_args, requested)
     if out != run.dir:
-        _write_config(run.dir, script, config, model_args)
+        _write_config(run.dir, script, config, model_args, requested)
     return _train(script, config, model_args, dataset, out, run, step_offset)
 
 
@@ -269,8 +350,6 @@ def _train(script, config, model_args, dataset, out: Path, run: RunPaths, step_o
     from sent.rollouts import RolloutRecorder
     from sent.trainer import MetricsJSONLCallback, SENTTrainer
 
-    if model_args.model_name_or_path is None:
-        raise ValueError("--model_name_or_path is required (e.g. artifacts/cpu/base from `sent toy-base`)")
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path, dtype=model_args.dtype if model_args.dtype not in (None, "auto") else "auto",
