@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds for every run (default: each run's own, from the profile: 3 for the cpu profile's "
                          "main table and curriculum controls); --seeds 1 = the quick single-seed view")
     ap.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
+    ap.add_argument("--runs", nargs="+", default=None, metavar="RUN",
+                    help="train and evaluate only these runs of the profile (default: all); e.g. the main table first")
     ap.add_argument("--jobs", type=int, default=None, help="parallel jobs for train/eval (default: the profile's)")
     ap.add_argument("--root", default=None, help="artifact root (default artifacts/<profile>)")
     ap.add_argument("--out", default=None, help="figures/tables/notebooks folder (default reproduce/out/<profile>)")
@@ -208,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         profile = load_profile(args.profile)
     except PlanError as err:
         ap.error(str(err))
+    if args.runs:
+        unknown = sorted(set(args.runs) - set(profile["runs"]))
+        if unknown:
+            ap.error(f"--runs {unknown} are not runs of profile {args.profile}; valid: {', '.join(profile['runs'])}")
+        profile = {**profile, "runs": {r: o for r, o in profile["runs"].items() if r in args.runs}}
     root = Path(args.root or REPO / "artifacts" / args.profile).resolve()
     log_dir = root / "logs"
     out_dir = Path(args.out or REPO / "reproduce" / "out" / args.profile).resolve()
