@@ -63,18 +63,45 @@ def aggregate_seeds(per_seed: pd.DataFrame, by: Sequence[str] = ("run", "suite",
     return out
 
 
-def pass_at_k_table(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32)) -> pd.DataFrame:
-    """Pass@k (%) per run, suite and k, mean ± std over seeds (long: run, suite, k, mean, std, n_seeds).
+def pass_at_k_table(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32), intervals: bool = True) -> pd.DataFrame:
+    """Pass@k (%) per run, suite and k, mean ± std over seeds (long: run, suite, k, mean, std, n_seeds, lo, hi).
 
     Pass@k per problem = 1 - C(n-c, k)/C(n, k) (unbiased, Chen et al. 2021), averaged over problems;
     NaN where fewer than k samples exist. The per-suite average over suites is the row ``suite="Avg."``.
+    ``lo``/``hi``: the cell's 95% interval from the stratified bootstrap over problems and seeds (:mod:`sent.stats`).
     """
-    return _with_avg(aggregate_seeds(_with_seed_avg(_per_seed_scores(eval_df, ks, "pass@k"))))
+    table = _with_avg(aggregate_seeds(_with_seed_avg(_per_seed_scores(eval_df, ks, "pass@k"))))
+    return add_intervals(table, eval_df, ks, "pass@k") if intervals else table
 
 
-def avg_at_k_table(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32)) -> pd.DataFrame:
+def avg_at_k_table(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32), intervals: bool = True) -> pd.DataFrame:
     """Avg@k (%) per run, suite and k: mean accuracy over k samples per problem, averaged over problems."""
-    return _with_avg(aggregate_seeds(_with_seed_avg(_per_seed_scores(eval_df, ks, "avg@k"))))
+    table = _with_avg(aggregate_seeds(_with_seed_avg(_per_seed_scores(eval_df, ks, "avg@k"))))
+    return add_intervals(table, eval_df, ks, "avg@k") if intervals else table
+
+
+def add_intervals(table: pd.DataFrame, eval_df: pd.DataFrame, ks: Sequence[int], metric: str) -> pd.DataFrame:
+    """Add ``lo``/``hi`` (95% stratified bootstrap over problems and seeds, :func:`sent.stats.run_estimate`) to each
+    (run, suite, k) row of a score table; the "Avg." row's interval is over all suites and ks. NaN where the cell
+    is NaN (fewer samples than k)."""
+    from sent import stats
+
+    n_min = int(eval_df.groupby(["run", "seed", "suite", "prompt_id"]).size().min())
+    usable = [int(k) for k in ks if int(k) <= n_min]
+    scores = {k: stats.problem_scores(eval_df, [k], metric) for k in usable}
+    if usable:
+        scores["avg"] = stats.problem_scores(eval_df, usable, metric)
+    lo, hi = [], []
+    for row in table.itertuples():
+        key = "avg" if row.suite == "Avg." else (None if pd.isna(row.k) else int(row.k))
+        if key not in scores or pd.isna(row.mean):
+            lo.append(np.nan)
+            hi.append(np.nan)
+            continue
+        est = stats.run_estimate(scores[key], row.run, suites=None if row.suite == "Avg." else [row.suite])
+        lo.append(est.lo)
+        hi.append(est.hi)
+    return table.assign(lo=lo, hi=hi)
 
 
 def _with_seed_avg(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -93,10 +120,14 @@ def pass_at_k_curve(eval_df: pd.DataFrame, ks: Sequence[int] = tuple(range(1, 33
     return aggregate_seeds(_per_seed_scores(eval_df, ks, "pass@k"))
 
 
-def format_cell(mean: float, std: float, n_seeds: int, digits: int = 2) -> str:
-    """``"12.34 ± 1.20"`` for several seeds, ``"12.34"`` for one, ``"n/a"`` when undefined."""
+def format_cell(mean: float, std: float, n_seeds: int, digits: int = 2, lo: float | None = None,
+                hi: float | None = None) -> str:
+    """``"12.3 [10.1, 14.6]"`` with a 95% interval (``lo``, ``hi``; one decimal), else ``"12.34 ± 1.20"`` for
+    several seeds, ``"12.34"`` for one; ``"n/a"`` when undefined."""
     if mean is None or pd.isna(mean):
         return "n/a"
+    if lo is not None and hi is not None and not (pd.isna(lo) or pd.isna(hi)):
+        return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
     if int(n_seeds) > 1 and not pd.isna(std):
         return f"{mean:.{digits}f} ± {std:.{digits}f}"
     return f"{mean:.{digits}f}"
@@ -126,7 +157,8 @@ def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours
         for r in ours.itertuples():
             key = _row_key(r.suite, r.k)
             if key in rows and r.run in PAPER_COLUMNS:
-                rows[key][PAPER_COLUMNS[r.run]] = format_cell(r.mean, r.std, r.n_seeds)
+                rows[key][PAPER_COLUMNS[r.run]] = format_cell(r.mean, r.std, r.n_seeds, lo=getattr(r, "lo", None),
+                                                              hi=getattr(r, "hi", None))
         for key in rows:
             rows[key][PAPER_COLUMNS["mask"]] = NOT_RUN_NOTE
             nseeds = ours.loc[ours.run.isin(METHODS), "n_seeds"]
@@ -182,7 +214,8 @@ def ablation_table(pass_tab: pd.DataFrame, avg_tab: pd.DataFrame, group: str) ->
         row = {"configuration": label, "run": run}
         for name, tab in (("Pass@k Avg.", pass_tab), ("Avg@k Avg.", avg_tab)):
             hit = tab[(tab.run == run) & (tab.suite == "Avg.")]
-            row[name] = format_cell(*hit[["mean", "std", "n_seeds"]].iloc[0]) if len(hit) else "not run"
+            row[name] = format_cell(*hit[["mean", "std", "n_seeds"]].iloc[0], lo=hit.get("lo", pd.Series([None])).iloc[0],
+                                    hi=hit.get("hi", pd.Series([None])).iloc[0]) if len(hit) else "not run"
             if len(hit):
                 row["n_seeds"] = int(hit["n_seeds"].iloc[0])
         rows.append(row)

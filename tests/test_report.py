@@ -89,8 +89,14 @@ def test_comparison_table_labels_ours_paper_mask_and_seeds(eval_df):
     ours = T.pass_at_k_table(eval_df, ks=(2,))
     table = T.comparison_table(ours, R.load_paper_table("pass@k"), ours_label="ours (cpu)", paper_label="paper (1.5B)")
     # our "sent" run is the paper formula: its own column; "w/ SENT" holds the released rule (sent_release)
-    assert table.loc[("ours (cpu)", "toy", "2"), R.PAPER_COLUMNS["sent"]] == "83.33 ± 23.57"
-    assert table.loc[("ours (cpu)", "toy", "2"), "GRPO"] == "25.00"  # one seed: no ± shown
+    # cells: mean [95% interval over problems and seeds] (sent.stats); the interval brackets the mean
+    cell = table.loc[("ours (cpu)", "toy", "2"), R.PAPER_COLUMNS["sent"]]
+    mean, lo, hi = (float(x) for x in cell.replace("[", "").replace("]", "").replace(",", "").split())
+    assert mean == pytest.approx(83.3) and lo <= mean <= hi <= 100.0
+    assert table.loc[("ours (cpu)", "toy", "2"), "GRPO"].startswith("25.0 [")
+    plain = T.comparison_table(T.pass_at_k_table(eval_df, ks=(2,), intervals=False), None, ours_label="ours (cpu)")
+    assert plain.loc[("ours (cpu)", "toy", "2"), R.PAPER_COLUMNS["sent"]] == "83.33 ± 23.57"
+    assert plain.loc[("ours (cpu)", "toy", "2"), "GRPO"] == "25.00"  # one seed: no ± shown
     assert table.loc[("ours (cpu)", "toy", "2"), "w/ Mask"] == R.NOT_RUN_NOTE
     assert table.loc[("paper (1.5B)", "Avg.", ""), "w/ SENT"] == "68.57"
     assert table.loc[("paper (1.5B)", "Avg.", ""), R.PAPER_COLUMNS["sent"]] == R.NOT_IN_PAPER
