@@ -37,7 +37,11 @@ CV exceeds 30 %.
 Scope caveat: the trainer computes these sets per micro-batch (released code: 4 responses); here the
 unit is the whole recorded step, the paper's "N = batch size of rollout tokens".
 
-(About 490 lines: the estimator, its bootstrap, the summary and its figure are one analysis that changes together;
+A step whose advantages are all equal (every group of one response, or constant rewards in every group) has no
+covariance to be stable or unstable: it is reported with ``cov_defined=False`` and a warning, never as stable.
+The table is validated first (:func:`sent.rollouts.validate_rollouts`).
+
+(About 545 lines: the estimator, its bootstrap, the summary and its figure are one analysis that changes together;
 the reading of rollouts lives in :mod:`sent.artifacts`.)
 """
 
@@ -407,6 +411,27 @@ def synthetic_rollouts(
     return pd.DataFrame(rows)
 
 
+def informative_groups(a: StepArrays) -> int:
+    """Prompt groups with at least two responses and different rewards (the ones that carry GRPO advantages)."""
+    lo, hi = np.full(a.group.max() + 1, np.inf), np.full(a.group.max() + 1, -np.inf)
+    np.minimum.at(lo, a.group, a.reward)
+    np.maximum.at(hi, a.group, a.reward)
+    return int((hi > lo).sum())  # a group of one has lo == hi
+
+
+def undefined_reason(a: StepArrays, resample: str = "responses") -> str | None:
+    """Why the covariance of a step is undefined (every advantage is the same, so Cov_t is 0 for every token and
+    every replicate), or None. ``responses`` recomputes advantages inside groups: it needs a group of at least two
+    responses with different rewards. ``groups`` keeps the recorded advantages: they must not all be equal."""
+    if resample == "groups":
+        return None if np.ptp(a.advantage) > 0 else "the recorded advantages are all equal"
+    if np.bincount(a.group).max() < 2:
+        return "every prompt group has one response (groups of one: GRPO advantages are 0)"
+    if informative_groups(a) == 0:
+        return "no prompt group has two responses with different rewards (constant rewards: advantages are 0)"
+    return None
+
+
 def bootstrap_rollouts(
     df: pd.DataFrame,
     *,
@@ -418,24 +443,43 @@ def bootstrap_rollouts(
     seed: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run :func:`bootstrap_step` on every step of a validated rollout table; one row per (step, ratio)."""
+    """Run :func:`bootstrap_step` on every step of a rollout table (validated first); one row per (step, ratio).
+
+    A step whose covariance is undefined (:func:`undefined_reason`: groups of one, constant rewards) is not
+    bootstrapped: it gets ``cov_defined=False``, the reason in ``undefined_reason``, NaN statistics and a logged
+    warning, never a "stable" (unflagged) verdict; it does not enter the EMA."""
     from tqdm.auto import tqdm
+
+    from sent.rollouts import validate_rollouts
 
     if B < 2:
         raise ValueError(f"B must be >= 2 bootstrap replicates, got {B}")
     if not 0 <= ema < 1:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
+    if resample not in RESAMPLE_MODES:
+        raise ValueError(f"resample must be one of {RESAMPLE_MODES}, got {resample!r}")
+    df = validate_rollouts(df)
+    if df.empty:
+        raise ValueError("no rollouts to bootstrap (0 rows)")
     rng = np.random.default_rng(seed)
     state, out = None, []
     steps = sorted(df["step"].unique())
     for step in tqdm(steps, desc="bootstrap steps", disable=not progress):
         a = step_arrays(df[df["step"] == step])
+        base = {"step": int(step), "n_groups_informative": informative_groups(a)}
+        reason = undefined_reason(a, resample)
+        if reason is not None:
+            logger.warning("bootstrap: step %d: the covariance is undefined (%s); reported as undefined, not as "
+                           "stable", int(step), reason)
+            out += [{**base, "top_k_ratio": r, "n_responses": len(a.reward), "n_tokens": len(a.entropy),
+                     "cov_defined": False, "undefined_reason": reason, "flag_cv_gt30": False} for r in top_k_ratios]
+            continue
         counts = resample_counts(a.group, B, resample, rng)
         rows, state = bootstrap_step(
             a, counts, recompute_advantages=resample == "responses", low_entropy_ratio=low_entropy_ratio,
             top_k_ratios=tuple(top_k_ratios), ema=ema, ema_state=state,
         )
-        out += [{"step": int(step), **r} for r in rows]
+        out += [{**base, **r, "cov_defined": True, "undefined_reason": None} for r in rows]
     res = pd.DataFrame(out)
     res.insert(1, "resample", resample)
     res.insert(2, "B", B)
@@ -443,16 +487,27 @@ def bootstrap_rollouts(
 
 
 def summarize(res: pd.DataFrame) -> dict:
-    """Median over steps of the headline numbers, per top-k ratio, plus the flagged steps."""
+    """Median over the steps whose covariance is defined of the headline numbers, per top-k ratio, plus the flagged
+    steps and the undefined ones (with their reasons)."""
     out = {}
     cols = ["cov_batch_cv", "tau_cv", "token_cv_median_low", "token_cv_median_selected", "jaccard_full_mean",
             "jaccard_pair_mean", "jaccard_recall_drawn_mean", "spearman_mean", "kendall_mean",
             "cov_batch_ema_cv", "tau_ema_cv", "jaccard_ema_full_mean"]
+    res = res.copy()
+    if "cov_defined" not in res.columns:
+        res["cov_defined"] = True
+    for c in cols:
+        if c not in res.columns:
+            res[c] = np.nan
     for ratio, g in res.groupby("top_k_ratio"):
+        defined = g[g["cov_defined"].astype(bool)]
+        undefined = g[~g["cov_defined"].astype(bool)]
         out[f"top_k_ratio={ratio:g}"] = {
-            "median_over_steps": {c: (None if pd.isna(v) else float(v)) for c, v in g[cols].median().items()},
-            "flagged_steps_cv_gt30": [int(s) for s in g.loc[g["flag_cv_gt30"], "step"]],
+            "median_over_steps": {c: (None if pd.isna(v) else float(v)) for c, v in defined[cols].median().items()},
+            "flagged_steps_cv_gt30": [int(s) for s in defined.loc[defined["flag_cv_gt30"].astype(bool), "step"]],
+            "undefined_steps": {str(int(s)): str(r) for s, r in zip(undefined["step"], undefined["undefined_reason"])},
             "n_steps": int(len(g)),
+            "n_steps_defined": int(len(defined)),
         }
     return out
 

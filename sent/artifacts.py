@@ -13,7 +13,7 @@ JSON-lines files (:func:`read_jsonl`) are appended line by line, so a kill mid-w
 half-written: a last line that does not parse is skipped with a logged warning. A line that does not parse
 anywhere else is corruption and raises ``ValueError`` naming the file and the line number.
 
-(About 520 lines, over the ~450 guideline on purpose: this module is the one home of every artifact path and
+(About 580 lines, over the ~450 guideline on purpose: this module is the one home of every artifact path and
 reader (docs/ARCHITECTURE.md), so that a reader is never written twice; its parts are short and independent.)
 """
 
@@ -42,7 +42,7 @@ __all__ = [
     "write_done",
     "read_jsonl", "append_jsonl", "truncate_jsonl", "config_file", "metrics_file", "metrics_row", "append_metrics", "read_metrics",
     "read_run_config",
-    "rollouts_dir", "run_dir_of", "rollout_steps", "read_rollouts", "RolloutSchemaError",
+    "rollouts_dir", "run_dir_of", "rollout_steps", "read_rollout_file", "read_rollouts", "RolloutSchemaError",
     "EVAL_REQUIRED", "eval_files", "read_eval_file", "eval_pass_at_k", "read_se_table", "save_figure",
 ]
 
@@ -415,39 +415,87 @@ def run_dir_of(path: str | os.PathLike) -> Path:
 
 
 def _rollout_files(directory: Path) -> dict[int, Path]:
+    """``{step: file}`` of the ``step_<digits>.parquet`` files of ``directory`` (any number of digits); two files
+    naming the same step (``step_7`` and ``step_000007``) raise :class:`RolloutSchemaError`."""
     if not directory.is_dir():
         return {}
     files = {}
-    for path in directory.iterdir():
+    for path in sorted(directory.iterdir()):
         match = ROLLOUT_FILE.match(path.name)
         if match:
-            files[int(match.group(1))] = path
+            step = int(match.group(1))
+            if step in files:
+                raise RolloutSchemaError(f"{files[step]} and {path.name} both name step {step}; keep one")
+            files[step] = path
     return dict(sorted(files.items()))
 
 
 def rollout_steps(path: str | os.PathLike) -> list[int]:
-    """Recorded steps under ``path`` (a run folder or its rollouts/), ascending; empty when there are none."""
+    """Steps named by the ``step_<digits>.parquet`` files under ``path`` (a run folder or its rollouts/), ascending;
+    empty when there are none."""
     p = Path(path)
     if (p / ROLLOUTS).is_dir():
         p = p / ROLLOUTS
     return list(_rollout_files(p))
 
 
+def read_rollout_file(path: str | os.PathLike):
+    """One step file, validated (:func:`sent.rollouts.validate_rollouts`, errors name the file and the row); a file
+    with no rows, or one that is not parquet, raises :class:`RolloutSchemaError`."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise RolloutSchemaError(f"{path}: not a readable parquet file ({' '.join(str(err).split())[:200]})") from None
+    if len(df) == 0:
+        raise RolloutSchemaError(f"{path}: empty step file (no rows); delete it or write the step's responses")
+    return validate_rollouts(df, source=path)
+
+
+def _may_hold_steps(path: Path, wanted: list[int]) -> bool:
+    """False only when ``path``'s ``step`` column is readable and holds none of ``wanted`` (a cheap column read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        values = pq.read_table(path, columns=["step"]).column("step").to_pylist()
+    except Exception:  # unreadable or no step column: let the full read report it
+        return True
+    return any(v in wanted for v in values if v is not None) or not values
+
+
 def read_rollouts(path: str | os.PathLike, steps: Iterable[int] | None = None, command: str = ROLLOUTS_COMMAND):
-    """The ``step_*.parquet`` files under ``path`` (a run folder or its rollouts/), optionally only ``steps``, as one
-    validated DataFrame. No file (or none of ``steps``) raises :class:`MissingArtifactError` naming ``command``."""
+    """The ``step_*.parquet`` files under ``path`` (a run folder or its rollouts/) as one validated DataFrame,
+    optionally only the rows whose ``step`` column is in ``steps``. Each file is validated on its own, so an error
+    names the file, the row and the column. No file (or no row of ``steps``) raises :class:`MissingArtifactError`
+    naming ``command``. An optional token column missing from some files is left out (with a warning)."""
     import pandas as pd
 
     directory = rollouts_dir(path, command)
-    files = _rollout_files(directory)
+    files = list(_rollout_files(directory).values())
     if steps is not None:
-        wanted = [int(s) for s in steps]
-        files = {s: f for s, f in files.items() if s in wanted}
+        wanted = sorted({int(s) for s in steps})
+        files = [f for f in files if _may_hold_steps(f, wanted)]
         if not files:
             name = rollout_file_name(wanted[0]) if len(wanted) == 1 else "step_*.parquet"
             raise MissingArtifactError(directory / name, command)
-    df = pd.concat([pd.read_parquet(p) for p in files.values()], ignore_index=True)
-    return validate_rollouts(df)
+    frames = [read_rollout_file(p) for p in files]
+    columns = [set(f.columns) for f in frames]
+    partial = sorted(set.union(*columns) - set.intersection(*columns))
+    if partial:
+        logger.warning("%s: columns %s are missing from some step files; left out", directory, partial)
+        frames = [f.drop(columns=[c for c in partial if c in f.columns]) for f in frames]
+    df = pd.concat(frames, ignore_index=True)
+    if steps is not None:
+        wanted = sorted({int(s) for s in steps})
+        df = df[df["step"].isin(wanted)].reset_index(drop=True)
+        if df.empty:
+            name = rollout_file_name(wanted[0]) if len(wanted) == 1 else "step_*.parquet"
+            raise MissingArtifactError(directory / name, command)
+    return df
 
 
 # ------------------------------------------------------------------------------------------------ eval, SE

@@ -29,6 +29,7 @@ COMMANDS = {
     "train": ("train", "train GRPO / SENT / a baseline from a recipe (TrlParser)"),
     "eval": ("eval", "sample k answers per problem and score Pass@k / Avg@k"),
     "analyze": ("analyze", "run an analysis: bootstrap | linguistic | cross-domain"),
+    "rollouts": ("rollouts", "import rollouts saved by verl / TRL / NeMo-RL / open-instruct / prime-rl; check a folder"),
 }
 
 

@@ -3,9 +3,12 @@
 Schema (docs/ARCHITECTURE.md, "Rollout schema"): ``step, prompt_id, sample_id, stage, reward, advantage, token_ids,
 tokens, logp, entropy, covariance, low_entropy, high_cov, beta``. Floats are float32 (a cpu run recording every
 10 steps x 64 responses x ~70 tokens stays in the tens of MB). Files are written atomically; a file of a step is
-complete or absent. Parquet metadata key ``sent`` holds ``{"method", "seed", "run", "config"}``.
+complete or absent. Parquet metadata key ``sent`` holds ``{"method", "seed", "run", "config"}`` (plus ``import``, the
+provenance, in files ``sent rollouts import`` wrote). Readers accept ``step_<any digits>.parquet``.
 
-This module holds the schema, its validation and the writer; the reader is :func:`sent.artifacts.read_rollouts`
+:func:`validate_rollouts` refuses bad data with one line naming the file, the row and the column (nulls, NaN / inf,
+``logp > 0``, negative entropy, wrong types, ragged token lists). This module holds the schema, its validation and
+the writer; the reader is :func:`sent.artifacts.read_rollouts`
 (which imports this module, never the other way round).
 """
 
@@ -30,10 +33,10 @@ SCHEMA = pa.schema([
 ])
 REQUIRED = ("step", "prompt_id", "sample_id", "reward", "advantage", "tokens", "logp", "entropy")
 TOKEN_COLUMNS = ("token_ids", "tokens", "logp", "entropy", "covariance", "low_entropy", "high_cov", "beta")
-#: Token columns that must hold a number for every token (no NaN).
+#: Token columns that must hold a finite number for every token (no null, NaN or inf).
 FINITE_COLUMNS = ("logp", "entropy")
 #: File name of a recorded step; group 1 is the step.
-ROLLOUT_FILE = re.compile(r"^step_(\d{6,})\.parquet$")
+ROLLOUT_FILE = re.compile(r"^step_(\d+)\.parquet$")
 
 
 def rollout_file_name(step: int) -> str:
@@ -58,8 +61,9 @@ class RolloutRecorder:
     def path(self, step: int) -> Path:
         return self.directory / rollout_file_name(step)
 
-    def write_step(self, step: int, rows: list[dict]) -> Path:
-        """Write ``rows`` (dicts with the schema's columns) as the file of ``step``; returns its path."""
+    def write_step(self, step: int, rows: list[dict], metadata: dict | None = None) -> Path:
+        """Write ``rows`` (dicts with the schema's columns; optional columns no row has are left out) as the file of
+        ``step``; ``metadata`` (default: the recorder's) goes under the file's ``sent`` key. Returns its path."""
         import json
 
         import pyarrow.parquet as pq
@@ -67,9 +71,10 @@ class RolloutRecorder:
         from sent.io import atomic_path
 
         rows = rows[: self.max_rows]
-        columns = {name: [row.get(name) for row in rows] for name in SCHEMA.names}
-        table = pa.table(columns, schema=SCHEMA)
-        meta = {b"sent": json.dumps(self.metadata, default=str).encode()}
+        names = [name for name in SCHEMA.names if name in REQUIRED or any(name in row for row in rows)]
+        columns = {name: [row.get(name) for row in rows] for name in names}
+        table = pa.table(columns, schema=pa.schema([SCHEMA.field(name) for name in names]))
+        meta = {b"sent": json.dumps(self.metadata if metadata is None else metadata, default=str).encode()}
         table = table.replace_schema_metadata(meta)
         path = self.path(step)
         with atomic_path(path, suffix=".parquet") as tmp:
@@ -89,44 +94,117 @@ class RolloutRecorder:
         return dropped
 
 
-def validate_rollouts(df):
-    """Return ``df``; raise :class:`RolloutSchemaError` naming a missing required column, a non-integer ``step`` /
-    ``sample_id``, a non-numeric ``reward`` / ``advantage``, token lists of unequal lengths or a NaN ``logp`` /
-    ``entropy``."""
+#: Scalar columns that must hold a finite number in every row.
+NUMERIC_COLUMNS = ("reward", "advantage")
+#: Rounding allowed by the checks ``logp <= 0`` and ``entropy >= 0``: fused kernels compute the entropy as
+#: ``logsumexp - E[z]``, which cancels to small negative values on peaked distributions.
+LOGP_TOLERANCE = 1e-4
+ENTROPY_TOLERANCE = 1e-3
+
+
+def _where(source, row: int, df) -> str:
+    """``<file>: row R (step S)``, the place of a bad value (row: 0-based within the file or frame)."""
+    step = df["step"].iloc[row] if "step" in df.columns else None
+    place = f"row {row}" + (f" (step {step})" if step is not None and not _is_null(step) else "")
+    return f"{source}: {place}" if source is not None else place
+
+
+def _is_null(x) -> bool:
+    if x is None:
+        return True
+    try:
+        return bool(np.isnan(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _fail(source, df, rows, name: str, what: str, hint: str = "") -> None:
+    rows = np.asarray(rows)
+    first = int(rows[0])
+    more = f" ({len(rows)} rows in all)" if len(rows) > 1 else ""
+    raise RolloutSchemaError(f"{_where(source, first, df)}, column {name!r} {what}{more}{hint}")
+
+
+def _token_values(df, name: str, source) -> tuple[np.ndarray, np.ndarray]:
+    """The values of list column ``name`` flattened to float64 (a null element becomes NaN), and the row of each;
+    a list of strings, booleans or other objects raises naming the first such row."""
+    arrays = [np.asarray(x) for x in df[name].tolist()]
+    for i, a in enumerate(arrays):
+        if a.dtype.kind in "fiu" or a.size == 0:
+            continue
+        if a.dtype.kind == "O" and all(v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
+                                       for v in a.ravel()):
+            continue
+        kind = type(next(iter(a.ravel()), None)).__name__
+        _fail(source, df, [i], name, f"holds non-numeric values ({kind}); it must be a list of floats")
+    rows = np.repeat(np.arange(len(arrays)), [a.size for a in arrays])
+    flat = [a.astype(np.float64).reshape(-1) for a in arrays]
+    return (np.concatenate(flat) if flat else np.zeros(0)), rows
+
+
+def validate_rollouts(df, source=None):
+    """Return ``df``; raise :class:`RolloutSchemaError` (one line naming ``source``, the row and the column) for a
+    missing required column, a null or non-integer ``step`` / ``sample_id``, a null ``prompt_id``, a null,
+    non-numeric, NaN or infinite ``reward`` / ``advantage``, a null token list, token lists of unequal lengths,
+    non-numeric / NaN / infinite ``logp`` / ``entropy`` values, a ``logp`` above 0 (+ :data:`LOGP_TOLERANCE`) or an
+    entropy below 0 (- :data:`ENTROPY_TOLERANCE`). ``source`` (a file) prefixes the message; rows are 0-based within
+    ``df``. An optional token column that is null in every row is dropped (a writer that did not record it)."""
     import pandas as pd
 
     missing = [name for name in REQUIRED if name not in df.columns]
     if missing:
-        raise RolloutSchemaError(f"rollouts miss required column(s) {missing}; required: {list(REQUIRED)}")
+        prefix = f"{source}: " if source is not None else ""
+        raise RolloutSchemaError(f"{prefix}rollouts miss required column(s) {missing}; required: {list(REQUIRED)}")
+    for name in ("step", "sample_id", "prompt_id", *NUMERIC_COLUMNS):
+        null = df[name].isna().to_numpy()
+        if null.any():
+            _fail(source, df, null.nonzero()[0], name, "is null (NaN)" if name in NUMERIC_COLUMNS else "is null")
     for name in ("step", "sample_id"):
-        if not str(df[name].dtype).startswith(("int", "Int")):
-            raise RolloutSchemaError(f"column {name!r} must be integer, got {df[name].dtype}")
-    for name in ("reward", "advantage"):
-        if not pd.api.types.is_numeric_dtype(df[name]):
-            raise RolloutSchemaError(f"rollout column {name!r} must be numeric, got dtype {df[name].dtype}")
+        if not str(df[name].dtype).startswith(("int", "Int", "uint", "UInt")):
+            prefix = f"{source}: " if source is not None else ""
+            raise RolloutSchemaError(f"{prefix}column {name!r} must be integer, got {df[name].dtype}")
+    for name in NUMERIC_COLUMNS:
+        if not pd.api.types.is_numeric_dtype(df[name]) or pd.api.types.is_bool_dtype(df[name]):
+            prefix = f"{source}: " if source is not None else ""
+            raise RolloutSchemaError(f"{prefix}rollout column {name!r} must be numeric, got dtype {df[name].dtype}")
+        bad = ~np.isfinite(df[name].to_numpy(np.float64))
+        if bad.any():
+            _fail(source, df, bad.nonzero()[0], name, "is infinite")
+    optional = [c for c in TOKEN_COLUMNS if c in df.columns and c not in REQUIRED]
+    empty = [c for c in optional if len(df) and df[c].isna().all()]
+    if empty:
+        df = df.drop(columns=empty)
     present = [c for c in TOKEN_COLUMNS if c in df.columns]
     if len(df) == 0:
         return df
-    lengths = df["tokens"].map(len)
     for name in present:
-        col_len = df[name].map(lambda x: len(x) if x is not None else -1)
-        bad = (col_len != lengths).to_numpy().nonzero()[0]
+        null = df[name].map(lambda x: x is None or (np.isscalar(x) and _is_null(x))).to_numpy()
+        if null.any():
+            _fail(source, df, null.nonzero()[0], name, "is null (a token list is required in every row)")
+    lengths = df["tokens"].map(len).to_numpy()
+    for name in present:
+        bad = (df[name].map(len).to_numpy() != lengths).nonzero()[0]
         if len(bad):
-            raise RolloutSchemaError(f"column {name!r} has token lists of a different length than 'tokens' in "
-                                     f"{len(bad)} row(s), first row {int(bad[0])}")
+            _fail(source, df, bad, name, "has token lists of a different length than 'tokens'")
     for name in FINITE_COLUMNS:
-        bad = df[name].map(lambda x: bool(np.isnan(np.asarray(x, dtype=np.float64)).any()) if x is not None else True)
+        values, rows = _token_values(df, name, source)
+        bad = ~np.isfinite(values)
         if bad.any():
-            first = int(bad.to_numpy().nonzero()[0][0])
-            raise RolloutSchemaError(f"column {name!r} has NaN (or missing) values in {int(bad.sum())} row(s), first "
-                                     f"row {first} (step {df['step'].iloc[first]}); every sampled token has a "
-                                     f"log-probability and an entropy")
+            what = "has NaN" if np.isnan(values[bad]).any() else "has infinite"
+            _fail(source, df, np.unique(rows[bad]), name, f"{what} values",
+                  "; every sampled token has a log-probability and an entropy")
+        if name == "logp" and (values > LOGP_TOLERANCE).any():
+            _fail(source, df, np.unique(rows[values > LOGP_TOLERANCE]), name,
+                  f"has positive values (max {values.max():.3g}); a log-probability is <= 0")
+        if name == "entropy" and (values < -ENTROPY_TOLERANCE).any():
+            _fail(source, df, np.unique(rows[values < -ENTROPY_TOLERANCE]), name,
+                  f"has negative values (min {values.min():.3g}); an entropy is >= 0")
     return df
 
 
 def explode_tokens(df):
     """Long format: one row per token with the per-response columns repeated and ``position`` (0-based)."""
-    validate_rollouts(df)
+    df = validate_rollouts(df)
     present = [c for c in TOKEN_COLUMNS if c in df.columns]
     long = df.copy()
     long["position"] = long["tokens"].map(lambda toks: list(range(len(toks))))
