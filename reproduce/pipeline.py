@@ -166,7 +166,11 @@ def summarize(root: Path, profile: str, timings: dict, out_dir: Path) -> str:
 
     results_md = None
     try:  # the result statements with their intervals (sent.results); the README copies them from here
-        results_md = results.write(report.load_eval(root, profile=profile), out_dir, profile)
+        try:
+            metrics = report.load_runs(root, profile=profile)
+        except FileNotFoundError:
+            metrics = None
+        results_md = results.write(report.load_eval(root, profile=profile), out_dir, profile, metrics=metrics)
     except FileNotFoundError as err:
         print(f"[run_all] no results table: {err}")
     figures = sorted(p.relative_to(out_dir).as_posix() for p in (out_dir / "figures").glob("*.png"))

@@ -150,6 +150,44 @@ def markdown(res: dict, profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_end(metrics: pd.DataFrame, last: int = 20) -> pd.DataFrame:
+    """Per run: token entropy, training reward and completion length over each seed's last ``last`` optimizer
+    updates, then mean and standard deviation over seeds (columns ``<name>``, ``<name>_sd``, ``n_seeds``).
+
+    Curriculum runs end on their last stage's prompts, so their numbers describe those prompts, not the whole set.
+    Reward is logged on generation steps only (None on the others) and is averaged over the steps that log it.
+    """
+    cols = {"entropy": "entropy/all", "reward": "reward", "length": "completions/mean_length"}
+    rows = []
+    for (run, seed), g in metrics.groupby(["run", "seed"]):
+        tail = g[g.step > g.step.max() - last]
+        rows.append({"run": run, "seed": seed, "steps": int(g.step.max()),
+                     **{k: float(pd.to_numeric(tail[c], errors="coerce").dropna().mean()) if c in tail else np.nan
+                        for k, c in cols.items()}})
+    per_seed = pd.DataFrame(rows)
+    if per_seed.empty:
+        return per_seed
+    agg = per_seed.groupby("run").agg(**{k: (k, "mean") for k in cols}, **{f"{k}_sd": (k, "std") for k in cols},
+                                       n_seeds=("seed", "count"), steps=("steps", "max"))
+    from sent.report import order_runs
+
+    return agg.reindex(order_runs(agg.index)).reset_index()
+
+
+def training_markdown(end: pd.DataFrame, last: int = 20) -> str:
+    """The end-of-training table for ``results.md``."""
+    lines = ["", f"## End of training (mean over each seed's last {last} updates; ± s.d. over seeds)", "",
+             "| run | seeds | token entropy (nats) | training reward | completion length (tokens) |", "|---|---|---|---|---|"]
+    for r in end.itertuples():
+        def cell(m, sd, d=3):
+            return "n/a" if not np.isfinite(m) else (f"{m:.{d}f} ± {sd:.{d}f}" if np.isfinite(sd) else f"{m:.{d}f}")
+        lines.append(f"| {_label(r.run)} | {int(r.n_seeds)} | {cell(r.entropy, r.entropy_sd)} | "
+                     f"{cell(r.reward, r.reward_sd)} | {cell(r.length, r.length_sd, 1)} |")
+    lines += ["", "Curriculum runs end on their last stage's prompts (for `ctl_curr_reverse`, the lowest-SE ones), so "
+              "their end-of-training numbers describe other prompts than the no-curriculum runs'."]
+    return "\n".join(lines) + "\n"
+
+
 def _jsonable(res: dict) -> dict:
     out = {k: v for k, v in res.items() if k not in METRICS}
     for metric in METRICS:
@@ -158,7 +196,7 @@ def _jsonable(res: dict) -> dict:
 
 
 def write(eval_df: pd.DataFrame, out_dir: str | os.PathLike, profile: str, ks: Sequence[int] | None = None,
-          n_boot: int = S.N_BOOT) -> Path:
+          n_boot: int = S.N_BOOT, metrics: pd.DataFrame | None = None) -> Path:
     """Compute and write ``<out_dir>/tables/results.md`` and ``results.json``; returns the markdown path.
 
     ``ks`` defaults to the paper's 8, 16, 32, keeping those the evaluation has enough samples for."""
@@ -169,7 +207,15 @@ def write(eval_df: pd.DataFrame, out_dir: str | os.PathLike, profile: str, ks: S
         ks = [k for k in (8, 16, 32) if k <= n] or [n]
     res = compute(eval_df, ks, n_boot)
     tables = Path(out_dir) / "tables"
-    atomic_write_json(tables / "results.json", _jsonable(res))
+    text = markdown(res, profile)
+    if metrics is not None and len(metrics):
+        end = training_end(metrics)
+        res["training_end"] = end
+        text += training_markdown(end)
+    out = _jsonable({k: v for k, v in res.items() if k != "training_end"})
+    if "training_end" in res:
+        out["training_end"] = json.loads(res["training_end"].to_json(orient="records"))
+    atomic_write_json(tables / "results.json", out)
     path = tables / "results.md"
-    atomic_write_text(path, markdown(res, profile))
+    atomic_write_text(path, text)
     return path

@@ -45,3 +45,15 @@ def test_runs_on_other_suites_are_not_compared():
     ev = pd.concat([fake_eval({"grpo": 0.3}), fake_eval({"xd_grpo": 0.3}, suites=("toy-relations",))])
     d = results.compute(ev, ks=(8,), n_boot=200)["pass@k"]["differences"]
     assert "xd_grpo" not in set(d.run)
+
+
+def test_training_end_averages_each_seeds_tail_then_over_seeds():
+    rows = []
+    for seed, level in ((0, 1.0), (1, 3.0)):
+        for step in range(1, 31):
+            rows.append({"run": "grpo", "seed": seed, "step": step, "entropy/all": level if step > 10 else 9.0,
+                         "reward": (0.5 if step % 2 else None), "completions/mean_length": 40.0})
+    end = results.training_end(pd.DataFrame(rows), last=20).iloc[0]
+    assert end.entropy == 2.0 and end.entropy_sd == np.std([1.0, 3.0], ddof=1) and end.n_seeds == 2
+    assert end.reward == 0.5  # the steps that log no reward are skipped, not counted as 0
+    assert "| GRPO (`grpo`) | 2 | 2.000 ± 1.414 |" in results.training_markdown(results.training_end(pd.DataFrame(rows)))
