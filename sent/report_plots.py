@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sent.report import method_color, method_label, order_runs, seeds_note, stage_boundaries
+from sent.stats import seed_band
 
 
 def _title(text: str, n_seeds: int) -> str:
@@ -41,12 +42,13 @@ def plot_curves(metrics: pd.DataFrame, key: str, ylabel: str, runs: Sequence[str
         wide = m.pivot_table(index="step", columns="seed", values=key)
         if smooth > 1:
             wide = wide.rolling(smooth, center=True, min_periods=1).mean()
-        mean, std = wide.mean(axis=1), wide.std(axis=1)
+        long = wide.reset_index().melt(id_vars="step", var_name="seed", value_name=key).assign(run=run)
+        band = seed_band(long, "step", key).set_index("step")  # mean ± 1 s.d. over seeds (sent.stats)
         n_seeds = max(n_seeds, wide.shape[1])
         label = (labels or {}).get(run, method_label(run))
-        ax.plot(mean.index, mean.values, color=method_color(run), label=label, lw=1.6)
+        ax.plot(band.index, band["mean"].values, color=method_color(run), label=label, lw=1.6)
         if wide.shape[1] > 1:
-            ax.fill_between(mean.index, mean - std, mean + std, color=method_color(run), alpha=0.15, lw=0)
+            ax.fill_between(band.index, band["lo"], band["hi"], color=method_color(run), alpha=0.15, lw=0)
     if mark_stages_of is not None:
         one = metrics[(metrics["run"] == mark_stages_of)]
         one = one[one["seed"] == one["seed"].min()]

@@ -50,18 +50,11 @@ def compute(eval_df: pd.DataFrame, ks: Sequence[int] = (8, 16, 32), n_boot: int 
         pairs = [(r, BASELINE) for r in runs if r != BASELINE]
         pairs += [(s, b) for s in SENT_RUNS for b in BASELINE_METHODS if b != BASELINE]
         pairs += list(CONTROLS)
-        rows = []
         suites = scores.groupby("run")["suite"].agg(set).to_dict()
-        for run, base in dict.fromkeys(pairs):
-            if run not in runs or base not in runs or not suites[run] & suites[base]:
-                continue  # not run, or evaluated on other suites (a cross-domain run vs a math one)
-            d = S.paired_difference(scores, run, base, n_boot=n_boot)
-            p = S.probability_of_improvement(scores, run, base, n_boot=n_boot)
-            rows.append(dict(run=run, baseline=base, diff=d.mean, lo=d.lo, hi=d.hi, resolved=d.excludes_zero,
-                             poi=p.mean, poi_lo=p.lo, poi_hi=p.hi, n_seeds=d.n_seeds, n_problems=d.n_problems))
-        columns = ["run", "baseline", "diff", "lo", "hi", "resolved", "poi", "poi_lo", "poi_hi", "n_seeds",
-                   "n_problems"]
-        out[metric] = {"estimates": est, "differences": pd.DataFrame(rows, columns=columns)}
+        rows = [S.compare(scores, run, base, n_boot=n_boot) for run, base in dict.fromkeys(pairs)
+                # skip runs not made, or evaluated on other suites (a cross-domain run vs a math one)
+                if run in runs and base in runs and suites[run] & suites[base]]
+        out[metric] = {"estimates": est, "differences": pd.DataFrame(rows, columns=S.COMPARISON_COLUMNS)}
         if metric == "pass@k":
             out["spread"] = {r: S.seed_spread(scores, r) for r in runs}
     return out

@@ -260,13 +260,20 @@ def differences_table(scores: pd.DataFrame, baseline: str, runs: Sequence[str] |
     """One row per run (not the baseline): the suite-averaged paired difference vs ``baseline`` with its interval,
     whether the interval excludes 0, and the probability of improvement with its interval."""
     runs = [r for r in (runs if runs is not None else pd.unique(scores.run)) if r != baseline]
-    rows = []
-    for run in runs:
-        d = paired_difference(scores, run, baseline, n_boot=n_boot)
-        p = probability_of_improvement(scores, run, baseline, n_boot=n_boot)
-        rows.append(dict(run=run, baseline=baseline, diff=d.mean, lo=d.lo, hi=d.hi, resolved=d.excludes_zero,
-                         poi=p.mean, poi_lo=p.lo, poi_hi=p.hi, n_seeds=d.n_seeds, n_problems=d.n_problems))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([compare(scores, run, baseline, n_boot=n_boot) for run in runs], columns=COMPARISON_COLUMNS)
+
+
+COMPARISON_COLUMNS = ["run", "baseline", "diff", "lo", "hi", "resolved", "poi", "poi_lo", "poi_hi", "n_seeds",
+                      "n_problems"]
+
+
+def compare(scores: pd.DataFrame, run: str, baseline: str, *, n_boot: int = N_BOOT) -> dict:
+    """One comparison row: the paired difference ``run - baseline`` with its interval and whether it is resolved,
+    and the probability of improvement with its interval (columns :data:`COMPARISON_COLUMNS`)."""
+    d = paired_difference(scores, run, baseline, n_boot=n_boot)
+    p = probability_of_improvement(scores, run, baseline, n_boot=n_boot)
+    return dict(run=run, baseline=baseline, diff=d.mean, lo=d.lo, hi=d.hi, resolved=d.excludes_zero, poi=p.mean,
+                poi_lo=p.lo, poi_hi=p.hi, n_seeds=d.n_seeds, n_problems=d.n_problems)
 
 
 def seed_spread(scores: pd.DataFrame, run: str) -> float:
