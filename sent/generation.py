@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from sent import fast_decode
 from sent.io import atomic_write_json
 
 
@@ -197,9 +198,9 @@ def _sample_hf(model, tokenizer, prompts, n, *, max_new_tokens, temperature, top
         if device.type == "cuda":
             torch.cuda.manual_seed_all(seed * 1_000_003 + b)
         with torch.no_grad():
-            seqs = model.generate(
-                **enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k,
-                max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=sorted(eos_ids),
+            seqs = fast_decode.generate(  # model.generate's tokens, on a lean loop where it applies
+                model, enc["input_ids"], enc["attention_mask"], None, do_sample=True, temperature=temperature,
+                top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=sorted(eos_ids),
             )  # (b, P + T)
         P = enc["input_ids"].shape[1]
         completion = seqs[:, P:]  # (b, T)

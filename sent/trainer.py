@@ -114,6 +114,14 @@ class SENTTrainer(GRPOTrainer):
         self.add_callback(_RolloutFlush(self))
 
     # ------------------------------------------------------------------ generation: per-row tensors
+    def _generate_single_turn(self, *args, **kwargs):
+        """TRL's transformers-generate path, with :mod:`sent.fast_decode`'s lean loop standing in for
+        ``model.generate`` on the models it covers (identical tokens, less time; vLLM and other models unchanged)."""
+        from sent import fast_decode
+
+        with fast_decode.installed(self.accelerator.unwrap_model(self.model)):
+            return super()._generate_single_turn(*args, **kwargs)
+
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
         stages = [int(row.get("stage", 1)) for row in inputs]
