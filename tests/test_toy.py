@@ -137,3 +137,27 @@ def test_lr_factor_warmup_then_constant_or_cosine():
     assert toy.lr_factor(110, c) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="schedule"):
         toy.SFTSettings(schedule="linear")
+
+
+@pytest.mark.slow
+def test_base_is_the_same_on_a_loaded_machine(tmp_path, monkeypatch):
+    """Issue 10: SFT stops by steps, never by wall clock, so CPU hogs beside the build change nothing."""
+    import subprocess
+    import sys
+
+    from sent.commands.toy_base import main
+
+    monkeypatch.setenv("SENT_CACHE", "off")
+    assert main(["--out", str(tmp_path / "quiet"), "--profile", "smoke", "--threads", "1"]) == 0
+    hog = "import time\nt = time.time()\nwhile time.time() - t < 600: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(3)]
+    try:
+        assert main(["--out", str(tmp_path / "loaded"), "--profile", "smoke", "--threads", "1"]) == 0
+    finally:
+        for h in hogs:
+            h.kill()
+    for name in ("base_report.json", "model.safetensors"):
+        assert (tmp_path / "quiet" / name).read_bytes() == (tmp_path / "loaded" / name).read_bytes(), name
+    quiet = json.loads((tmp_path / "quiet" / "build_timing.json").read_text())
+    loaded = json.loads((tmp_path / "loaded" / "build_timing.json").read_text())
+    print(f"smoke base: {quiet} quiet vs {loaded} with 3 CPU hogs")
