@@ -40,7 +40,7 @@ __all__ = [
     "manifest_file", "se_file", "se_samples_file", "lock_file", "se_lock_file",
     "stage_folder", "read_done",
     "write_done",
-    "read_jsonl", "append_jsonl", "truncate_jsonl", "config_file", "metrics_file", "metrics_row", "append_metrics", "read_metrics",
+    "read_text", "read_jsonl", "append_jsonl", "truncate_jsonl", "config_file", "metrics_file", "metrics_row", "append_metrics", "read_metrics",
     "read_run_config",
     "rollouts_dir", "run_dir_of", "rollout_steps", "read_rollout_file", "read_rollouts", "RolloutSchemaError",
     "EVAL_REQUIRED", "eval_files", "read_eval_file", "eval_pass_at_k", "read_se_table", "save_figure",
@@ -308,9 +308,21 @@ def iter_runs(root: str | os.PathLike, runs: Iterable[str] | None = None) -> lis
 # ------------------------------------------------------------------------------------------------ JSON lines
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """The text of a UTF-8 file; a file in another encoding is a ``ValueError`` naming the file, line and byte."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{path}: not UTF-8 text (line {line}, byte {column}: {data[err.start:err.start + 1]!r}); "
+                         "save it as UTF-8") from None
+
+
 def _jsonl_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
     """``(line, object)`` of each non-blank line, with the tolerance rule of the module docstring."""
-    lines = Path(path).read_text().splitlines()
+    lines = read_text(path).splitlines()
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     rows = []
     for i, line in enumerate(lines):
@@ -390,7 +402,7 @@ def read_run_config(path: str | os.PathLike) -> dict | None:
         p = config_file(p)
     if not p.exists():
         return None
-    doc = yaml.safe_load(p.read_text())
+    doc = yaml.safe_load(read_text(p))
     return doc if isinstance(doc, dict) else {}
 
 

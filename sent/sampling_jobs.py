@@ -106,6 +106,26 @@ def render_for_model(df: pd.DataFrame, tokenizer, template: str, prompt_config: 
     return render_prompts(df, template)
 
 
+def check_context(df: pd.DataFrame, tokenizer, model, max_new_tokens: int) -> None:
+    """Refuse prompts that cannot fit: prompt tokens + ``max_new_tokens`` beyond the model's position limit.
+
+    The rule is to refuse, never to truncate: a truncated problem is a different problem, and a model run past its
+    positions either fails deep inside attention or silently degrades. The message counts the prompts that do not
+    fit and names the longest.
+    """
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not limit or df.empty:
+        return
+    lengths = [len(ids) for ids in tokenizer(df["prompt"].tolist(), add_special_tokens=False)["input_ids"]]
+    over = [i for i, n in enumerate(lengths) if n + max_new_tokens > limit]
+    if over:
+        worst = max(over, key=lambda i: lengths[i])
+        raise ValueError(
+            f"{len(over)} of {len(df)} prompts do not fit the model's {limit} positions with max_new_tokens="
+            f"{max_new_tokens} (longest: {df['prompt_id'].iloc[worst]}, {lengths[worst]} prompt tokens); lower "
+            "--max-new-tokens or leave these problems out")
+
+
 # ------------------------------------------------------------------------------------------ resumable chunks
 def keys_sha(items: list[str]) -> str:
     """Short hash of a list of keys (prompt ids), stored in the metadata to tell which prompts a table holds."""

@@ -33,6 +33,7 @@ from sent.artifacts import FINAL, eval_file, eval_folder, eval_summary_file
 from sent.locks import command_line, writer_lock
 from sent.sampling_jobs import (
     add_model_args,
+    check_context,
     check_sampling_args,
     is_complete,
     keys_sha,
@@ -187,6 +188,7 @@ def _evaluate(args, out: Path, suites: list[str]) -> int:
             if model is None:
                 model, tokenizer = open_model(args)
             df = render_for_model(df, tokenizer, args.template, prompt_config)
+            check_context(df, tokenizer, model, max_new_tokens)
             parts = out / f".parts_{suite}"
             tables = run_chunks(parts, df["prompt_id"].tolist(), args.chunk_size, meta,
                                 _compute_suite(args, model, tokenizer, df, suite, max_new_tokens),

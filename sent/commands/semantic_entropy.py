@@ -29,6 +29,7 @@ from sent.artifacts import RootPaths, se_file, se_lock_file, se_samples_file
 from sent.locks import command_line, writer_lock
 from sent.sampling_jobs import (
     add_model_args,
+    check_context,
     check_sampling_args,
     is_complete,
     keys_sha,
@@ -216,6 +217,7 @@ def _score(args, out: Path) -> int:
 
     model, tokenizer = open_model(args)
     df = render_for_model(df, tokenizer, args.template, prompt_config).reset_index(drop=True)
+    check_context(df, tokenizer, model, max_new_tokens)
     parts = out / f".parts_{args.domain}"
     tables = run_chunks(parts, df["prompt_id"].tolist(), args.chunk_size, meta,
                         _chunk_computer(args, model, tokenizer, df, equivalence, max_new_tokens),

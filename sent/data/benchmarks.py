@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sent.artifacts import read_text
+
 
 logger = logging.getLogger(__name__)
 
@@ -194,9 +196,17 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if suffix == ".parquet":
         return pd.read_parquet(path)
     if suffix == ".jsonl":
-        return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        rows = []
+        for i, line in enumerate(read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {i} is not JSON ({err.msg})") from None
+        return pd.DataFrame(rows)
     if suffix == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
         return pd.DataFrame(data if isinstance(data, list) else data.get("data", data))
     raise ValueError(f"source {path}: unsupported extension {suffix!r}; use .jsonl, .json or .parquet")
 
@@ -278,7 +288,7 @@ def load_champ(source: str | os.PathLike | None = None, *, limit: int | None = N
     """
     dataset = "champ-dataset v0.json"
     path = FIXTURES_DIR / "champ_v0.json" if source == "fixture" else Path(source) if source else champ_path()
-    data = json.loads(Path(path).read_text())
+    data = json.loads(read_text(path))
     if not isinstance(data, dict) or "problems" not in data:
         raise ValueError(f"dataset {dataset!r}: required field 'problems' is missing in {path}")
     records = list(data["problems"].values())
