@@ -26,12 +26,23 @@ Math equivalence: two answers are equivalent iff math-verify accepts them in BOT
 
 A non-empty answer math-verify cannot parse, an answer longer than :data:`MAX_ANSWER_CHARS`, or a plain word
 (``blah``, ``yes``: math-verify would read it as a product of symbols, so ``blah == halb``) is a real answer: it is
-matched by its normalised string only, and so is an answer whose parse would build an astronomically large integer
-(``10^{10^{10}}``, ``12345!``: sympy computes those in C where no timeout can stop it).
+matched by its normalised string only, and so is a *costly* answer, one whose parse could compute without bound
+(:func:`is_costly`, the same rule in every thread):
+
+* a power of a power (``10^{10^{10}}``, ``9^{9^9}``), an exponent of 6 or more digits, ``**``, ``\\uparrow``;
+* a factorial of a number of 4 or more digits or of a bracket (``12345!``, ``(10^5)!``);
+* a binomial or Gamma function (``\\binom``, ``\\dbinom``, ``\\tbinom``, ``\\choose``, ``\\Gamma``, ``\\gamma``) unless the answer
+  holds only numbers of at most 4 digits joined by ``+`` / ``-`` (``\\binom{2024}{2}`` is parsed,
+  ``\\binom{10^9}{5}``, ``\\binom{100000}{3}`` and ``\\Gamma(99\\cdot 99)`` are not);
+* a sum or product operator (``\\sum``, ``\\prod``): its bounds can run to billions of terms.
+
+sympy evaluates these while parsing, in C (gmpy) where no timeout can stop it, or in Python loops that only the
+main thread's timeout can stop. ``\\binom{10^9}{5 \\cdot 10^8}`` would hold a thread (and the GIL) for hours.
 
 Timeouts: math-verify bounds ``parse``/``verify`` with ``signal.alarm``, which only works in a process's main thread.
-Called from a non-main thread, we disable math-verify's timeouts and rely on the input bounds (answer length cap)
-instead; ``sent.semantic_entropy.score_dataset`` runs its workers in separate processes (each in its own main thread).
+Called from a non-main thread, we disable math-verify's timeouts and rely on the input bounds (answer length cap,
+the costly rule above) instead; ``sent.semantic_entropy.score_dataset`` runs its workers in separate processes (each
+in its own main thread).
 """
 
 from __future__ import annotations
@@ -116,6 +127,22 @@ _WORD_RE = re.compile(r"^[a-z]{2,}$", re.IGNORECASE)
 # Inputs whose parse builds astronomically large integers (10^{10^{10}}, 9^{9^9}, 12345!): sympy computes them in C,
 # where neither math-verify's signal.alarm nor anything else can interrupt it, so they are never parsed.
 _COSTLY_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?[\w.]+\)?\s*\^|\^\s*\{?\s*\d{6,}|\d{4,}\s*!|[)}\]]\s*!|\*\*|\\uparrow")
+# Sum / product operators: the number of terms is a bound in the answer (\sum_{k=1}^{999} k! runs for minutes).
+_BIG_OPERATOR_RE = re.compile(r"\\(?:sum|prod)")
+# Binomials and Gamma grow like factorials of their arguments (no lookahead: compaction glues "\choose k").
+_FACTORIAL_LIKE_RE = re.compile(r"\\(?:[dt]?binom|choose|[Gg]amma)")
+# What a binomial / Gamma answer may hold besides those commands to be parsed: small numbers added or subtracted.
+_SMALL_ARGS_RE = re.compile(r"[0-9a-zA-Z{}()\[\]+\-,]*")
+
+
+def is_costly(compact: str) -> bool:
+    """Whether parsing the compacted answer could compute without bound (module docstring, "costly")."""
+    if _COSTLY_RE.search(compact) or _BIG_OPERATOR_RE.search(compact):
+        return True
+    if _FACTORIAL_LIKE_RE.search(compact):
+        rest = _FACTORIAL_LIKE_RE.sub("", compact)
+        return not _SMALL_ARGS_RE.fullmatch(rest) or re.search(r"\d{5,}", rest) is not None
+    return False
 
 
 def _rational(s: str) -> tuple[Fraction, bool] | None:
@@ -165,7 +192,7 @@ def canonicalize(answer: str | None) -> Canonical | None:
     value = _rational(compact)
     if value is not None:
         return Canonical(("q", value[0]), raw, exact_rational=value[1], compact=compact)
-    return Canonical(("s", compact), raw, parsable=not (_WORD_RE.match(compact) or _COSTLY_RE.search(compact)))
+    return Canonical(("s", compact), raw, parsable=not (_WORD_RE.match(compact) or is_costly(compact)))
 
 
 # ------------------------------------------------------------------------------------------------- math-verify glue

@@ -6,11 +6,18 @@ Overridden TRL methods (private API, pinned by tests/test_trl_pin.py):
 * ``_generate_and_score_completions``: calls TRL, then adds per-row tensors (``sent_row``, ``sent_sample_id``,
   ``sent_stage``, ``sent_reward`` and, with ``token_filter=content``, ``sent_eligible``) so that they are shuffled
   and split with the rows.
+* ``_generate_single_turn``: TRL's own, with :mod:`sent.fast_decode` standing in for ``model.generate`` on the
+  models it covers (the same tokens, less time; anything else, and vLLM, unchanged).
 * ``_compute_loss``: one policy forward (logp + entropy), ``LossInputs`` -> registry loss -> TRL's aggregation
   (``sent.aggregation.aggregate_loss``, a copy of TRL's normalisers for grpo/bnpo/dr_grpo/dapo), metrics (gate
   metrics from ``sent.gating.gate_metrics``), rollout recording.
+* ``_save_checkpoint``: HF's checkpoint, written into ``.tmp-checkpoint-<step>/`` and renamed to
+  ``checkpoint-<step>/`` once complete (:mod:`sent.checkpoints`), so a kill never leaves a checkpoint a resume
+  cannot load; a full disk raises ``sent.io.DiskFullError`` naming the checkpoint.
+* ``_get_output_dir``: points HF's checkpoint writer at that staging folder while a checkpoint is saved.
 
-Everything else (generation, rewards, advantages, old/ref log-probs, buffering, logging, checkpoints) is TRL's.
+Everything else (generation control, rewards, advantages, old/ref log-probs, buffering, logging, what a checkpoint holds)
+is TRL's.
 ``self.beta`` is TRL's switch for "compute reference log-probs"; the actual k3 coefficient is ``args.beta``
 (``LossSettings.beta``). Data order comes from ``sent.curriculum.build_curriculum_dataset`` + ``shuffle_dataset=False``.
 
@@ -34,7 +41,7 @@ from sent.aggregation import aggregate_loss
 from sent.artifacts import ROLLOUTS, append_metrics
 from sent.gating import compute_gates, gate_metrics, gate_sums
 from sent.losses import LossInputs, get_loss
-from sent.trainer_config import SENTConfig
+from sent.trainer_config import SENTConfig, check_token_filter_fn
 
 
 logger = logging.getLogger(__name__)
@@ -44,7 +51,9 @@ _MM_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mas
 
 
 def load_token_filter(path: str):
-    """Import ``'module:function'`` -> callable(list[str]) -> list[bool]."""
+    """Import ``'module:function'`` -> callable(list[str]) -> list[bool]; only the project's own modules unless
+    custom filters are allowed (``sent.trainer_config.check_token_filter_fn``)."""
+    check_token_filter_fn(path)
     module, _, name = path.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
@@ -81,6 +90,7 @@ class SENTTrainer(GRPOTrainer):
     """GRPO with the token-level objective ``args.method`` from ``sent.losses`` (see module docstring)."""
 
     _tag_names = ["trl", "grpo", "sent"]
+    _staging: Path | None = None  # the staging folder while _save_checkpoint runs
 
     def __init__(self, model, reward_funcs, args: SENTConfig, *pargs, step_offset: int = 0,
                  rollouts_dir: str | Path | None = None, **kwargs):
@@ -321,3 +331,43 @@ class SENTTrainer(GRPOTrainer):
         self._rollout_rows = []
         if self.accelerator.is_main_process and rows:
             self.recorder.write_step(step + self.step_offset, rows)
+
+    # ------------------------------------------------------------------ checkpoints: complete or invisible
+    def _get_output_dir(self, trial) -> str:
+        """HF's ``_save_checkpoint`` writes ``<this>/checkpoint-<step>``: the staging folder while we save one."""
+        if self._staging is not None:
+            return str(self._staging)
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        """TRL's checkpoint into ``.tmp-checkpoint-<step>/``, renamed to ``checkpoint-<step>/`` when every rank has
+        written its part (``sent.checkpoints.publish_checkpoint``, which then applies ``save_total_limit``). On any
+        error the staging folder is deleted; a full disk becomes ``DiskFullError`` naming the checkpoint."""
+        import shutil
+
+        from sent.checkpoints import TRAINER_STATE, checkpoint_folder, publish_checkpoint, staging_folder
+        from sent.io import disk_full_names
+
+        run_dir = Path(super()._get_output_dir(trial))
+        step = self.state.global_step
+        staging, dest = staging_folder(run_dir, step), checkpoint_folder(run_dir, step)
+        self._staging = staging
+        try:
+            with disk_full_names(dest):
+                super()._save_checkpoint(model, trial)
+                best = self.state.best_model_checkpoint
+                if self.args.should_save and best and Path(best).parent == staging:  # HF saw the staging path
+                    self.state.best_model_checkpoint = str(dest)
+                    self.state.save_to_json(str(staging / dest.name / TRAINER_STATE))
+        except BaseException:
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            self._staging = None
+        self.accelerator.wait_for_everyone()  # every rank's rng_state_<rank>.pth is in the staging folder
+        if self.args.should_save:
+            with disk_full_names(dest):
+                publish_checkpoint(staging, run_dir, step, self.args.save_total_limit,
+                                   self.state.best_model_checkpoint)
+        self.accelerator.wait_for_everyone()

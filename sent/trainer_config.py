@@ -19,6 +19,7 @@ or ``num_iterations > 1``; then TRL computes the old-policy log-probs itself.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field, fields, make_dataclass
 
@@ -38,6 +39,26 @@ REF_KL_METHODS = ("sent",)
 SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 GATE_SCOPES = ("micro_batch", "global")
 TOKEN_FILTERS = ("none", "content")
+#: Environment variable that lets ``token_filter_fn`` import a module outside the ``sent`` package.
+ALLOW_CUSTOM_FILTER_ENV = "SENT_ALLOW_CUSTOM_FILTER"
+
+
+class CustomTokenFilterError(ValueError):
+    """``token_filter_fn`` names a module outside ``sent`` and custom filters were not allowed."""
+
+
+def check_token_filter_fn(path: str) -> None:
+    """``token_filter_fn`` imports code named in a recipe, so only the project's own filters (``sent`` and
+    ``sent.*`` modules) are accepted, unless ``SENT_ALLOW_CUSTOM_FILTER=1`` opts in to any ``module:function``.
+    A recipe is data: a shared or downloaded one must not run arbitrary code by naming it."""
+    module = path.partition(":")[0].strip()
+    if module == "sent" or module.startswith("sent."):
+        return
+    if os.environ.get(ALLOW_CUSTOM_FILTER_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    raise CustomTokenFilterError(
+        f"token_filter_fn={path!r} is outside the sent package; only the project's own filters (e.g. "
+        f"'sent.tokens:content_mask') are imported unless {ALLOW_CUSTOM_FILTER_ENV}=1 is set")
 
 
 def _help(text: str) -> dict:
@@ -87,7 +108,8 @@ class SENTConfig(_LossArguments, GRPOConfig):
         "'none' or 'content': with 'content', tokens for which token_filter_fn is False (function words, "
         "punctuation) are excluded from the low-entropy set via LossInputs.eligible."))
     token_filter_fn: str = field(default="sent.tokens:content_mask", metadata=_help(
-        "Import path 'module:function' of fn(token_strings: list[str]) -> list[bool] (True = eligible)."))
+        "Import path 'module:function' of fn(token_strings: list[str]) -> list[bool] (True = eligible). Only "
+        "modules of the sent package unless the environment sets SENT_ALLOW_CUSTOM_FILTER=1."))
     # --- recording / scope ---
     record_rollouts_every: int = field(default=0, metadata=_help(
         "Write token-level rollouts every N optimizer steps to <output_dir>/rollouts (0 = off)."))
@@ -148,6 +170,8 @@ class SENTConfig(_LossArguments, GRPOConfig):
             raise ValueError(f"token_filter={self.token_filter!r} must be one of {TOKEN_FILTERS}")
         if self.token_filter == "content" and ":" not in self.token_filter_fn:
             raise ValueError(f"token_filter_fn={self.token_filter_fn!r} must look like 'package.module:function'")
+        if self.token_filter == "content":
+            check_token_filter_fn(self.token_filter_fn)
         if not self.learning_rate >= 0:  # also NaN
             raise ValueError(f"learning_rate={self.learning_rate} must be >= 0")
         if self.epochs_per_stage < 1:

@@ -66,3 +66,31 @@ def test_toy_outputs():
     assert is_correct("So \\boxed{Ann.}.", "Ann", "relations")  # trailing period inside the box is dropped
     assert is_correct("So \\boxed{19/4.}.", "19/4", "math")
     assert not is_correct("So \\boxed{3/4}. Then \\boxed{5", "3/4", "math")  # an unclosed last box is no answer
+
+
+def test_costly_answers_finish_off_the_main_thread():
+    """math-verify's timeouts are off outside the main thread, and sympy would compute these in C (holding the GIL)
+    or in unbounded loops: they are matched by string, never parsed (sent.answers, "costly")."""
+    import threading
+    import time
+
+    costly = [r"\binom{1000000000}{500000000}", r"{1000000000 \choose 500000000}", r"\Gamma(1000000000)",
+              r"\binom{99\cdot 99}{3}", r"\binom{100000}{50000}", r"\sum_{k=1}^{999} k!",
+              r"\prod_{k=1}^{999\cdot 999\cdot 999} k"]
+    out = {}
+
+    def compare():
+        out["same"] = [math_equivalent(canonicalize(a), canonicalize("5")) for a in costly]
+        out["self"] = math_equivalent(canonicalize(costly[0]), canonicalize(r"\binom{1000000000}{500000000}"))
+
+    start = time.perf_counter()
+    t = threading.Thread(target=compare, daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive() and time.perf_counter() - start < 10
+    assert out == {"same": [False] * len(costly), "self": True}  # equal strings still match
+    assert not any(canonicalize(a).parsable for a in costly)
+    # small binomials are still parsed and compared by value
+    assert math_equivalent(canonicalize(r"\binom{2024}{2}"), canonicalize("2047276"))
+    assert math_equivalent(canonicalize(r"{4 \choose 2}"), canonicalize("6"))
+    assert canonicalize(r"\binom{n}{2}").parsable and canonicalize(r"\gamma+1").parsable

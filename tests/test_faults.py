@@ -313,6 +313,14 @@ def _bad_inputs(root: Path, tmp: Path, tiny: Path) -> list[tuple[str, list[str],
         ("train", ["--method", "grpo", "--no_such_knob", "1", *train], "not used by the HfArgumentParser"),
         ("train", ["--method", "grpo", "--model_name_or_path", str(tmp / "no_model"), *train], "is not a local folder"),
         ("train", ["--method", "grpo", *model, "--train_data", "chess:10", *train], "train_data='chess:10'"),
+        ("train", ["--method", "sent", "--token_filter", "content", "--token_filter_fn", "os:system", *train],
+         "token_filter_fn='os:system' is outside the sent package"),
+        ("train", ["--method", "grpo", "--model_name_or_path", str(tmp / "no_model"), "--dry_run", "true", *train],
+         "is not a local folder"),  # --dry_run checks the model as the real run does
+        ("train", ["--method", "grpo", *model, "--max_completion_length", "1030", "--dry_run", "true", *train],
+         "max_completion_length=1030 leaves no room for a prompt in the model's 1024 positions"),
+        ("train", ["--method", "grpo", *model, "--max_completion_length", "1020", "--train_data", "synthetic:math:8", *train],
+         "training prompts do not fit the model's 1024 positions"),
         ("convert-model", [str(tmp / "missing.gguf"), "--out", str(tmp / "m")], "is not a local folder"),
         ("convert-model", ["smollm2", "--out", str(tmp / "m"), "--dtype", "int8"], "invalid choice: 'int8'"),
         ("toy-base", ["--profile", "gpu"], "invalid choice: 'gpu'"),
@@ -381,3 +389,20 @@ def test_one_line_collapses_multi_line_messages():
 
     assert one_line(ValueError("first\n  second\n")) == "first second"
     assert one_line(FileNotFoundError()) == "FileNotFoundError"
+
+
+def test_a_custom_token_filter_needs_the_opt_in(monkeypatch):
+    """A recipe is data: naming any importable function as token_filter_fn must not run it unless asked for."""
+    from sent.trainer import load_token_filter
+    from sent.trainer_config import ALLOW_CUSTOM_FILTER_ENV, CustomTokenFilterError, check_token_filter_fn
+
+    monkeypatch.delenv(ALLOW_CUSTOM_FILTER_ENV, raising=False)
+    assert load_token_filter("sent.tokens:content_mask")(["the", "cat", "7"]) == [False, True, False]
+    for path in ("os:system", "sentx.tokens:content_mask", "tests._tiny:tiny_reward", " subprocess:run"):
+        with pytest.raises(CustomTokenFilterError, match=f"{ALLOW_CUSTOM_FILTER_ENV}=1"):
+            load_token_filter(path)
+    assert issubclass(CustomTokenFilterError, ValueError)  # one line from the CLI
+    monkeypatch.setenv(ALLOW_CUSTOM_FILTER_ENV, "1")
+    check_token_filter_fn("tests._tiny:tiny_reward")
+    assert load_token_filter("tests._tiny:tiny_reward").__name__ == "tiny_reward"
+

@@ -35,6 +35,15 @@ RECORDED = {
     '_compute_loss': (
         '(self, model, inputs)'
     ),
+    '_generate_single_turn': (
+        '(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False)'
+    ),
+    '_save_checkpoint': (
+        '(self, model, trial)'
+    ),
+    '_get_output_dir': (
+        "(self, trial: 'optuna.Trial | dict[str, Any] | None') -> str"
+    ),
     '_get_per_token_logps_and_entropies': (
         '(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False, com'
         'pute_aux_loss=False, pixel_values=None, image_grid_thw=None, num_images=None, pixel_attention_mask=N'
@@ -58,11 +67,30 @@ def test_overridden_signatures_unchanged():
 
 def test_overrides_are_the_documented_ones():
     ours = {n for n, v in vars(SENTTrainer).items() if callable(v) and hasattr(GRPOTrainer, n)}
-    assert ours == {"__init__", "_generate_and_score_completions", "_compute_loss"}
+    assert ours == {"__init__", "_generate_and_score_completions", "_compute_loss", "_save_checkpoint",
+                    "_get_output_dir", "_generate_single_turn"}
     doc = __import__("sent.trainer", fromlist=["x"]).__doc__
     assert all(f"``{n}``" in doc for n in ours)
+
+
+def test_generate_path_calls_model_generate():
+    """SENTTrainer._generate_single_turn installs sent.fast_decode as ``model.generate`` around TRL's HF path."""
+    src = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "unwrapped_model.generate(" in src, "TRL no longer samples through model.generate: revisit fast_decode"
 
 
 def test_logps_helper_returns_three_values():
     src = inspect.getsource(GRPOTrainer._get_per_token_logps_and_entropies)
     assert "return logps, entropies, aux_loss" in src, "TRL changed the (logps, entropies, aux) 3-tuple"
+
+
+def test_checkpoints_are_written_under_get_output_dir():
+    """SENTTrainer._save_checkpoint stages a checkpoint by redirecting _get_output_dir (sent.checkpoints)."""
+    from transformers import Trainer
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from sent.checkpoints import CHECKPOINT_PREFIX
+
+    src = inspect.getsource(Trainer._save_checkpoint)
+    assert "run_dir = self._get_output_dir(trial=trial)" in src and "os.path.join(run_dir, checkpoint_folder)" in src
+    assert "rotate_checkpoints(" in src and PREFIX_CHECKPOINT_DIR == CHECKPOINT_PREFIX

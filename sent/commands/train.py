@@ -11,13 +11,20 @@ whose ``config.yaml`` records other settings (``requested``, compared by
 :func:`sent.trainer_config.resume_changes`, which leaves out ``RESUME_IGNORED``) and holds training (a checkpoint,
 final/ or DONE, :func:`has_progress`) is refused, a finished one too, unless ``--overwrite`` deletes its contents
 first. An earlier start that left no checkpoint is simply started afresh (with a warning).
+
+Kill-safe: a checkpoint, ``final/`` (also the next curriculum stage's start and reference model) and the run's
+``final/`` appear under their names only when complete (built under ``.tmp-*`` names and renamed; :mod:`sent.io`,
+:mod:`sent.checkpoints`), the DONE marker is written after ``final/``, resume takes the newest complete checkpoint,
+and what a killed start left under ``.tmp-*`` is deleted first. When the newest checkpoint is the last step's (a kill
+while final/ was saved), final/ is made from its model files instead of resuming HF's loop, which would train one
+step past ``max_steps`` when the data goes on. A full disk stops the command with one line naming the path; rerun it
+once space is freed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -185,6 +192,35 @@ def check_model(spec: str | None) -> None:
         resolve_model_spec(text, allow_download=False)
 
 
+def check_fits(spec: str | None, dataset, max_completion_length: int) -> None:
+    """Refuse a run whose prompts + ``max_completion_length`` exceed the model's positions (a local model folder
+    with ``config.json`` and a tokenizer; other specs are checked when loaded). Refused, never truncated: a
+    truncated prompt is another problem. Chat prompts are counted by their message text (a lower bound)."""
+    import json
+
+    folder = Path(str(spec)).expanduser() if spec else None
+    if folder is None or not (folder / "config.json").is_file() or "prompt" not in dataset.column_names:
+        return
+    limit = json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
+    if not limit:
+        return
+    if max_completion_length >= limit:
+        raise ValueError(f"max_completion_length={max_completion_length} leaves no room for a prompt in the model's "
+                         f"{limit} positions ({folder})")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = [p if isinstance(p, str) else " ".join(m.get("content", "") for m in p) for p in dataset["prompt"]]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    over = [i for i, n in enumerate(lengths) if n + max_completion_length > limit]
+    if over:
+        worst = max(over, key=lambda i: lengths[i])
+        ids = dataset["prompt_id"] if "prompt_id" in dataset.column_names else list(range(len(dataset)))
+        raise ValueError(f"{len(over)} of {len(dataset)} training prompts do not fit the model's {limit} positions "
+                         f"with max_completion_length={max_completion_length} (longest: {ids[worst]}, "
+                         f"{lengths[worst]} prompt tokens); lower max_completion_length or leave these prompts out")
+
+
 def _clear_folder(folder: Path, keep: Path) -> None:
     import shutil
 
@@ -197,15 +233,18 @@ def _clear_folder(folder: Path, keep: Path) -> None:
             path.unlink()
 
 
-def _resume_point(out: Path):
-    """(checkpoint folder, its global step) of the latest complete checkpoint, or (None, 0)."""
-    from transformers.trainer_utils import get_last_checkpoint
+def _resume_point(out: Path, config):
+    """(checkpoint folder, its global step) of the latest complete checkpoint, or (None, 0); the main process deletes
+    what killed saves left (partial ``.tmp-*`` folders, incomplete checkpoints) first."""
+    from sent.checkpoints import resume_point
+    from sent.io import remove_partial
 
-    last = get_last_checkpoint(str(out)) if out.exists() else None
-    if last is None:
-        return None, 0
-    state = json.loads((Path(last) / "trainer_state.json").read_text())
-    return last, int(state["global_step"])
+    main = is_main_process()
+    if main:
+        for path in remove_partial(out):
+            logger.warning("deleted %s, left by a killed or failed save", path)
+    last, step = resume_point(out, model_only=bool(config.save_only_model), clean=main)
+    return (None if last is None else str(last)), step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = run_paths.dir
     config.run_name = run_paths.name
     if script.dry_run:
+        check_model(model_args.model_name_or_path)
         dataset = build_train_dataset(script, config, dry_run=True)
+        check_fits(model_args.model_name_or_path, dataset, config.max_completion_length)
         logger.info("dry run OK: method=%s, %d training rows (%d optimizer steps), output would be %s", config.method,
                     len(dataset), planned_max_steps(config, len(dataset)), run_dir)
         return 0
@@ -234,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train_run(script, config, model_args, run_paths: RunPaths, requested: dict) -> int:
+    from sent.io import remove_partial
+
+    if is_main_process():  # the one writer (it holds the lock)
+        for path in remove_partial(run_paths.dir):
+            logger.warning("deleted %s, left by a killed or failed save", path)
     model_args.model_name_or_path = trainable_model_path(model_args.model_name_or_path, Path(script.root))
     if config.curriculum_dir is None:
         return _train_part(script, config, model_args, run_paths.dir, run_paths, 0, requested)
@@ -303,25 +349,15 @@ def _train_stage(script, config, model_args, run: RunPaths, stage: int, all_stag
 
 
 def _finish_run(run_dir: Path, last_stage_dir: Path, total_steps: int) -> None:
-    """The run's final/ is the last stage's (hard links where possible), then the run's DONE marker."""
+    """The run's final/ is the last stage's (hard links where possible, built under a partial name), then the run's
+    DONE marker."""
     import shutil
 
-    final = final_dir(run_dir)
-    tmp = run_dir / ".final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(final_dir(last_stage_dir), tmp, copy_function=_link_or_copy)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    from sent.io import atomic_folder, link_or_copy
+
+    with atomic_folder(final_dir(run_dir)) as tmp:
+        shutil.copytree(final_dir(last_stage_dir), tmp, copy_function=link_or_copy, dirs_exist_ok=True)
     write_done(run_dir, total_steps)
-
-
-def _link_or_copy(src, dst):
-    import shutil
-
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offset: int, requested: dict) -> int:
@@ -330,6 +366,7 @@ def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offse
     check_model(model_args.model_name_or_path)
     config.output_dir = str(out)
     dataset = build_train_dataset(script, config)
+    check_fits(model_args.model_name_or_path, dataset, config.max_completion_length)
     # The data order is built here (stages x epochs, shuffled per epoch, drop_last like verl) and max_steps makes
     # exactly one pass over it, so TRL must neither reshuffle nor repeat it.
     config.shuffle_dataset = False
@@ -345,20 +382,24 @@ def _train_part(script, config, model_args, out: Path, run: RunPaths, step_offse
 def _train(script, config, model_args, dataset, out: Path, run: RunPaths, step_offset: int) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sent.io import atomic_write_text
+    from sent.checkpoints import has_plain_weights
     from sent.rewards import make_reward
     from sent.rollouts import RolloutRecorder
     from sent.trainer import MetricsJSONLCallback, SENTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(
-        model_args.model_name_or_path, dtype=model_args.dtype if model_args.dtype not in (None, "auto") else "auto",
-        trust_remote_code=config.trust_remote_code, attn_implementation=model_args.attn_implementation)
-    checkpoint, step = _resume_point(out)
+    checkpoint, step = _resume_point(out, config)
     if checkpoint is not None:
         logger.info("resuming from %s (step %d)", checkpoint, step)
     truncate_jsonl(run.metrics, step_offset + step)  # rows after the checkpoint are redone
     RolloutRecorder(run.rollouts).drop_after(step_offset + step)
+    if checkpoint is not None and step >= config.max_steps and has_plain_weights(checkpoint):
+        # Killed while final/ was saved: the last step's checkpoint holds the final weights. Resumed there, HF's loop
+        # would train one step past max_steps when the data goes on, so final/ is taken from the checkpoint.
+        return _finish_part(out, model_args, step, checkpoint=checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path, dtype=model_args.dtype if model_args.dtype not in (None, "auto") else "auto",
+        trust_remote_code=config.trust_remote_code, attn_implementation=model_args.attn_implementation)
     reward = make_reward(script.reward_rule, correct=script.reward_correct, incorrect=script.reward_incorrect)
     trainer = SENTTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=tokenizer, step_offset=step_offset, rollouts_dir=run.rollouts,
@@ -368,13 +409,28 @@ def _train(script, config, model_args, dataset, out: Path, run: RunPaths, step_o
         logger.warning("training stopped at step %d of %d; rerun the same command to resume", trainer.state.global_step,
                        trainer.state.max_steps)
         return 1
-    if trainer.accelerator.is_main_process:
-        trainer.save_model(str(final_dir(out)))
-        tokenizer.save_pretrained(final_dir(out))
-        # The toy model's prompt format travels with it, so `sent eval --template auto` reads the same template.
-        prompt_file = Path(model_args.model_name_or_path) / "sent_prompt.json"
-        if prompt_file.exists():
-            atomic_write_text(final_dir(out) / "sent_prompt.json", prompt_file.read_text())
-        write_done(out, trainer.state.global_step)
-    trainer.accelerator.wait_for_everyone()
+    return _finish_part(out, model_args, trainer.state.global_step, trainer=trainer)
+
+
+def _finish_part(out: Path, model_args, steps: int, trainer=None, checkpoint: str | None = None) -> int:
+    """final/ (the trainer's model, or the model files of the last step's ``checkpoint``), then DONE; main process.
+    final/ is the next curriculum stage's start and reference model: it is visible only when complete."""
+    from accelerate import PartialState
+
+    from sent.checkpoints import export_model
+    from sent.io import atomic_folder
+
+    if is_main_process():
+        with atomic_folder(final_dir(out)) as tmp:
+            if trainer is not None:
+                trainer.save_model(str(tmp))
+                trainer.processing_class.save_pretrained(tmp)
+            else:
+                export_model(checkpoint, tmp)
+            # The toy model's prompt format travels with it, so `sent eval --template auto` reads the same template.
+            prompt_file = Path(model_args.model_name_or_path) / "sent_prompt.json"
+            if prompt_file.exists():
+                (tmp / "sent_prompt.json").write_text(prompt_file.read_text())
+        write_done(out, steps)
+    PartialState().wait_for_everyone()
     return 0
