@@ -519,26 +519,32 @@ def plot_bootstrap(res: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    # constrained layout with each legend under its panel: legends stay outside the data (docs/FIGURES-STYLE.md)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.8), layout="constrained")
     for ratio, g in res.groupby("top_k_ratio"):
         lab = f"top-k {ratio:g}"
-        axes[0].plot(g["step"], g["tau_cv"], marker="o", label=f"τ CV, {lab}")
-        axes[0].plot(g["step"], g["tau_ema_cv"], ls="--", label=f"τ CV EMA, {lab}")
-        axes[1].plot(g["step"], g["jaccard_full_mean"], marker="o", label=f"vs full, {lab}")
-        axes[1].plot(g["step"], g["jaccard_ema_full_mean"], ls="--", label=f"vs full EMA, {lab}")
-        axes[2].plot(g["step"], g["spearman_mean"], marker="o", label=f"Spearman, {lab}")
-        axes[2].plot(g["step"], g["kendall_mean"], marker="s", label=f"Kendall, {lab}")
+
+        def said(col: str, text: str, g=g) -> str:  # a series with no value says why in the legend
+            return text if g[col].notna().any() else f"{text}: undefined (top-k holds {int(g['k'].max())} token)"
+
+        axes[0].plot(g["step"], g["tau_cv"], marker="o", label=said("tau_cv", f"τ CV, {lab}"))
+        axes[0].plot(g["step"], g["tau_ema_cv"], ls="--", label=said("tau_ema_cv", f"τ CV EMA, {lab}"))
+        axes[1].plot(g["step"], g["jaccard_full_mean"], marker="o", label=said("jaccard_full_mean", f"vs full, {lab}"))
+        axes[1].plot(g["step"], g["jaccard_ema_full_mean"], ls="--",
+                     label=said("jaccard_ema_full_mean", f"vs full EMA, {lab}"))
+        axes[2].plot(g["step"], g["spearman_mean"], marker="o", label=said("spearman_mean", f"Spearman, {lab}"))
+        axes[2].plot(g["step"], g["kendall_mean"], marker="s", label=said("kendall_mean", f"Kendall, {lab}"))
     g0 = res.drop_duplicates("step")
     axes[0].plot(g0["step"], g0["cov_batch_cv"], color="k", marker="x", label="batch Cov CV")
     axes[0].plot(g0["step"], g0["cov_batch_ema_cv"], color="k", ls=":", label="batch Cov CV EMA")
     axes[0].axhline(CV_FLAG, color="r", lw=0.8, label="30 % flag")
-    axes[0].set(xlabel="step", ylabel="coefficient of variation (symlog)")
+    axes[0].set(xlabel="recorded training step", ylabel="coefficient of variation (symlog)")
     axes[0].set_yscale("symlog", linthresh=0.1)
     axes[0].set_ylim(bottom=0)
-    axes[1].set(xlabel="step", ylabel="Jaccard of high-cov set", ylim=(0, 1.02))
-    axes[2].set(xlabel="step", ylabel="rank agreement of top-k", ylim=(-1.02, 1.02))
+    axes[1].set(xlabel="recorded training step", ylabel="Jaccard of high-cov set", ylim=(0, 1.02))
+    axes[2].set(xlabel="recorded training step", ylabel="rank agreement of top-k", ylim=(-1.02, 1.02))
     for ax in axes:
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     b, mode = int(res["B"].iloc[0]), res["resample"].iloc[0]
     fig.suptitle(f"Bootstrap stability of the covariance selection (B={b}, resample={mode})")
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, tight_layout=False)

@@ -92,16 +92,16 @@ def plot_shares(shares: pd.DataFrame, path_stem) -> list:
     import matplotlib.pyplot as plt
 
     sets = ("all", "low_entropy", "high_cov")
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True, layout="constrained")
     per_step = shares[shares["step"] >= 0]
     for ax, name in zip(axes, sets):
         piv = per_step[per_step["set"] == name].pivot(index="step", columns="category", values="share")
         piv = piv.reindex(columns=list(CATEGORIES)).fillna(0)
         ax.stackplot(piv.index, *[piv[c] for c in CATEGORIES], labels=CATEGORIES, alpha=0.85)
-        ax.set(title=f"{name} tokens", xlabel="step", ylim=(0, 1))
+        ax.set(title=f"{name} tokens", xlabel="recorded training step", ylim=(0, 1))
     axes[0].set_ylabel("share of tokens")
-    axes[-1].legend(loc="upper right", fontsize=7)
-    return save_figure(fig, path_stem)
+    fig.legend(*axes[-1].get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
+    return save_figure(fig, path_stem, tight_layout=False)  # legend outside the data (docs/FIGURES-STYLE.md)
 
 
 def compare_runs(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -142,17 +142,17 @@ def plot_compare(curves: pd.DataFrame, passk: pd.DataFrame, path_stem) -> list:
 
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     for (run, key), g in curves[curves["key"].str.startswith("entropy")].groupby(["run", "key"]):
         axes[0].plot(g["step"], g["value"], label=f"{run}: {key}")
-    axes[0].set(xlabel="step", ylabel="token entropy (nats)", title="entropy during training")
+    axes[0].set(xlabel="optimizer step", ylabel="token entropy (nats)", title="entropy during training")
     for run, g in passk.groupby("run"):
         for suite, gs in g.groupby("suite"):
             axes[1].plot(gs["k"], gs["pass_at_k"], marker="o", label=f"{run}: {suite}")
     axes[1].set(xlabel="k", ylabel="Pass@k", xscale="log", title="Pass@k")
-    for ax in axes:
+    for ax in axes:  # legends under the panels, outside the data (docs/FIGURES-STYLE.md)
         if ax.lines:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
         else:
-            ax.text(0.5, 0.5, "no artifact", ha="center", transform=ax.transAxes)
-    return save_figure(fig, path_stem)
+            ax.text(0.5, 0.5, "no artifact", ha="center", transform=ax.transAxes, gid="note")
+    return save_figure(fig, path_stem, tight_layout=False)

@@ -7,7 +7,9 @@ Mistakes are one line. A bad input (an argument, a missing or malformed artifact
 output another job is writing) ends with ``sent <command>: <message>`` on stderr and exit code 2, no traceback: the
 errors listed in :data:`USER_ERRORS` (``ValueError`` covers the validation errors, ``RolloutSchemaError`` and the
 changed-settings refusal of ``sent train``; ``FileNotFoundError`` covers ``MissingArtifactError``) and argparse's
-usage errors. Any other exception is a bug and keeps its traceback. ``--debug`` (before or after the command name)
+usage errors. A full disk is one line too: ``DiskFullError`` names the path being written (``sent.io``), any other
+``ENOSPC`` / ``EDQUOT`` error names its file when it has one; the commands resume once space is freed. Any other
+exception is a bug and keeps its traceback. ``--debug`` (before or after the command name)
 or ``SENT_DEBUG=1`` re-raises every error with its traceback.
 """
 
@@ -30,6 +32,7 @@ COMMANDS = {
     "eval": ("eval", "sample k answers per problem and score Pass@k / Avg@k"),
     "analyze": ("analyze", "run an analysis: bootstrap | linguistic | cross-domain"),
     "rollouts": ("rollouts", "import rollouts saved by verl / TRL / NeMo-RL / open-instruct / prime-rl; check a folder"),
+    "report": ("report", "one run at a glance: entropy, reward, length, gate shares, token heat map, word clouds"),
 }
 
 
@@ -48,13 +51,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "the input is wrong", reported in one line: validation (``ValueError``, which
     includes ``RolloutSchemaError`` and ``ModelSpecError``), missing or misplaced files (``FileNotFoundError``, which
     includes ``MissingArtifactError``, and its siblings for a path of the wrong kind or without permission), a config
-    file that is not YAML, and an output another job is writing (``LockHeldError``)."""
+    file that is not YAML, an output another job is writing (``LockHeldError``) and a full disk (``DiskFullError``)."""
     import yaml
 
+    from sent.io import DiskFullError
     from sent.locks import LockHeldError
 
     return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
-            yaml.YAMLError, LockHeldError)
+            yaml.YAMLError, LockHeldError, DiskFullError)
 
 
 def one_line(err: BaseException) -> str:
@@ -111,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             return int(module.main(rest) or 0)
     except user_errors() as err:  # a bad input: one line, no traceback (--debug shows it)
         print(f"sent {name}: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk outside sent.io's writers (an append, a library's own file)
+        from sent.io import DiskFullError, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        print(f"sent {name}: {one_line(DiskFullError(err.filename))}", file=sys.stderr)
         return 2
 
 

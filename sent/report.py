@@ -27,6 +27,7 @@ from sent.artifacts import (
     read_eval_file,
     read_metrics,
     read_rollouts,
+    read_run_config,
     read_se_table,
     rollout_steps,
     save_figure,
@@ -58,10 +59,31 @@ PAPER_COLUMNS: dict[str, str] = {
     "clip_cov": "w/ Clip", "kl_cov": "w/ Cov", "high_entropy": "w/ High_En", "sent_release": "w/ SENT",
     "sent": "SENT (formula)",  # the paper's formula with assumed β values (short: it heads a table column)
 }
+#: The one convention for a value a table or figure cannot show (docs/FIGURES-STYLE.md, "Tables" 3). Every table
+#: caption ends with :func:`missing_values_note`, which says what each one means.
+NOT_RUN = "not run"
 #: The paper's "w/ Mask [18]" baseline is unidentified (no bibliography): shown from the paper, never run.
 NOT_RUN_NOTE = "not run (unidentified)"
+#: An estimator that is undefined here (Pass@k with fewer than k samples): never extrapolated.
+UNDEFINED = "n/a"
 #: Cell text for our column of a method the paper does not have.
 NOT_IN_PAPER = "not in paper"
+#: What the paper does not say (its seeds, its numbers for 7B / 14B).
+UNKNOWN = "unknown"
+MISSING_VALUES: dict[str, str] = {
+    NOT_RUN: "we have no artifact for it (the reason in brackets when known)",
+    UNDEFINED: "the estimator is undefined (fewer samples than k)",
+    NOT_IN_PAPER: "our column; the paper has no such method",
+    UNKNOWN: "the paper does not say",
+}
+
+
+def missing_values_note(words=None) -> str:
+    """The sentence that explains the missing-value words of a table (``words``: those it holds; default all),
+    appended to its caption."""
+    used = [k for k in MISSING_VALUES if words is None or k in words]
+    return "Missing values: " + "; ".join(f'"{k}" = {MISSING_VALUES[k]}' for k in used) + "." if used else ""
+
 
 #: Ablation runs of reproduce/run_all.sh, grouped as in the ablation notebook. "sent" is the full method
 #: (2 stages, low-entropy ratio 0.8, both KL tiers, curriculum).
@@ -112,6 +134,11 @@ def order_runs(runs: Iterable[str]) -> list[str]:
     return sorted(runs, key=lambda r: (rank.get(r, len(rank)), r))
 
 
+def seeds_count(n_seeds: int) -> str:
+    """'single seed' or 'N seeds' (for captions of tables whose cells carry intervals, not ± std)."""
+    return "single seed" if int(n_seeds) == 1 else f"{int(n_seeds)} seeds"
+
+
 def seeds_note(n_seeds: int) -> str:
     """'single seed' for one seed, else 'mean ± std over N seeds' (for titles and captions)."""
     return "single seed" if int(n_seeds) == 1 else f"mean ± std over {int(n_seeds)} seeds"
@@ -157,7 +184,7 @@ def load_runs(root: str | os.PathLike, runs: Sequence[str] | None = None, profil
     """Per-step training metrics of every ``<root>/runs/<run>/seed<k>/metrics.jsonl``.
 
     Returns one row per (run, seed, step) with columns ``run, seed`` + the metrics keys
-    (docs/ARCHITECTURE.md). ``runs`` restricts to those run names; a requested run with no metrics is
+    (docs/ARCHITECTURE.md) + ``generation_batch`` (:func:`add_generation_batches`, from the run's config.yaml). ``runs`` restricts to those run names; a requested run with no metrics is
     an error naming the training command.
     """
     root = Path(root)
@@ -165,8 +192,9 @@ def load_runs(root: str | os.PathLike, runs: Sequence[str] | None = None, profil
     frames = []
     for paths in iter_runs(root, runs):
         df = read_metrics(paths.metrics)  # a torn last line (run still writing) is skipped with a warning
-        if df is not None:
-            frames.append(df.assign(run=paths.run, seed=paths.seed))
+        if df is not None and len(df):
+            upg = updates_per_generation(read_run_config(paths.config))
+            frames.append(add_generation_batches(df, upg).assign(run=paths.run, seed=paths.seed))
     found = {f["run"].iat[0] for f in frames if len(f)}
     missing = [r for r in (runs or []) if r not in found]
     if missing or not found:
@@ -231,19 +259,67 @@ def load_paper_table(which: str | int) -> pd.DataFrame:
     return df
 
 
-def stage_boundaries(metrics: pd.DataFrame) -> list[tuple[int, int]]:
-    """``(step, stage)`` of every curriculum stage start after the first, for ONE run/seed.
+def stage_boundaries(metrics: pd.DataFrame, x: str = "step") -> list[tuple[int, int]]:
+    """``(x, stage)`` of every curriculum stage start after the first, for ONE run/seed (``x``: ``"step"`` or
+    ``"generation_batch"``, the column whose value at the stage's first line is returned).
 
     A boundary is a line whose ``stage`` differs from the previous line's (docs/ARCHITECTURE.md).
     """
-    if "stage" not in metrics.columns or "step" not in metrics.columns:
-        raise ValueError("metrics needs columns 'step' and 'stage' (one run/seed of load_runs())")
+    if "stage" not in metrics.columns or "step" not in metrics.columns or x not in metrics.columns:
+        raise ValueError(f"metrics needs columns 'step', 'stage' and {x!r} (one run/seed of load_runs())")
     if metrics.get("run", pd.Series(dtype=str)).nunique() > 1 or metrics.get("seed", pd.Series()).nunique() > 1:
         raise ValueError("metrics holds several runs/seeds; select one, e.g. metrics[metrics.run == 'sent']")
-    m = metrics.sort_values("step")
+    m = metrics.dropna(subset=["stage"]).sort_values("step")
     stage = m["stage"].to_numpy()
     idx = np.flatnonzero(stage[1:] != stage[:-1]) + 1
-    return [(int(m["step"].iat[i]), int(stage[i])) for i in idx]
+    return [(int(m[x].iat[i]), int(stage[i])) for i in idx]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The x unit of training curves: generation batches
+# ----------------------------------------------------------------------------------------------------
+
+#: x label of every training curve. One generation batch = one round of sampling (prompts x samples per prompt),
+#: served by ``updates_per_generation`` optimizer updates; runs with different updates per batch (another profile, a
+#: user's run, an imported one) line up in this unit, and every run of a profile ends at the same batch.
+X_UNIT = "generation batch"
+
+
+def updates_per_generation(config: dict | None) -> int | None:
+    """Optimizer updates per generation batch recorded in a run's ``config.yaml`` (its ``config`` section, TRL's
+    ``steps_per_generation x num_iterations / gradient_accumulation_steps``, as ``SENTConfig.updates_per_generation``);
+    None when the file does not say."""
+    cfg = (config or {}).get("config") or {}
+    if not isinstance(cfg, dict) or "num_iterations" not in cfg and "steps_per_generation" not in cfg:
+        return None
+    try:
+        accum = int(cfg.get("gradient_accumulation_steps") or 1)
+        per_gen = int(cfg.get("steps_per_generation") or accum)  # TRL: None means gradient_accumulation_steps
+        return max(1, per_gen * int(cfg.get("num_iterations") or 1) // accum)
+    except (TypeError, ValueError):
+        return None
+
+
+def add_generation_batches(metrics: pd.DataFrame, updates: int | None = None) -> pd.DataFrame:
+    """``metrics`` of ONE run/seed plus the column ``generation_batch`` (1-based).
+
+    With ``updates`` (optimizer updates per generation batch, :func:`updates_per_generation`) it is
+    ``(step - 1) // updates + 1``. Without, it is counted from the lines that log ``reward``: TRL logs the reward
+    once per generation batch, on its first update. Without a ``reward`` column, one update per batch is assumed
+    (warned): the x axis is then the optimizer step.
+    """
+    m = metrics.sort_values("step").copy()
+    step = pd.to_numeric(m["step"]).astype(int)
+    if updates is not None:
+        m["generation_batch"] = (step - 1) // int(updates) + 1
+    elif "reward" in m.columns and m["reward"].notna().any():
+        logged = m["reward"].notna().to_numpy(copy=True)
+        logged[0] = True  # the first line always starts a batch
+        m["generation_batch"] = np.cumsum(logged)
+    else:
+        logger.warning("no config.yaml and no reward lines: one update per generation batch assumed (x = step)")
+        m["generation_batch"] = step
+    return m
 
 
 def read_rollout_step(root: str | os.PathLike, run: str, seed: int = 0, step: int | None = None,
@@ -293,7 +369,12 @@ def load_curriculum_manifest(root: str | os.PathLike, name: str | None = None, p
 
 def savefig(fig, out_dir: str | os.PathLike, name: str, dpi: int = 150) -> dict[str, Path]:
     """Save ``fig`` as ``<out_dir>/figures/<name>.png`` and ``.pdf`` (atomic, :func:`sent.artifacts.save_figure`;
-    the figure stays open); returns ``{"png": path, "pdf": path}``."""
+    the figure stays open); returns ``{"png": path, "pdf": path}``. Each defect :func:`sent.figure_checks.figure_problems`
+    finds (text outside the figure, a legend over data, an empty panel without a note, ...) is logged as a warning."""
+    from sent.figure_checks import figure_problems
+
+    for problem in figure_problems(fig):  # what a reviewer would see (docs/FIGURES-STYLE.md), said, not hidden
+        logger.warning("figure %s: %s", name, problem)
     png, pdf = save_figure(fig, Path(out_dir) / "figures" / name, dpi=dpi, tight_layout=False, bbox_inches="tight",
                            close=False)
     return {"png": png, "pdf": pdf}

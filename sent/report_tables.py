@@ -1,5 +1,7 @@
 """Score tables of the reproduction notebooks: Pass@k / Avg@k per run, suite and k over seeds, the paper comparison
-table, the ablation table, and their markdown/CSV output.
+table, the ablation table, and their output as CSV, markdown and HTML (:func:`save_table`; pandas Styler: the best
+number of a row or column in bold, the paper's rows grey, one missing-value convention, :data:`sent.report.MISSING_VALUES`).
+Tables are never drawn as pictures in the notebooks (docs/FIGURES-STYLE.md, "Tables").
 
 Input is the evaluation table of :func:`sent.report.load_eval` (one row per sample); method names, paper columns and
 ablation groups come from :mod:`sent.report`. Scores are percentages (0-100) like the paper's tables: Pass@k uses the
@@ -12,6 +14,7 @@ problems of a suite, then mean ± sample std over seeds (``n_seeds`` is always r
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,7 +22,19 @@ import numpy as np
 import pandas as pd
 
 from sent.io import atomic_write_text
-from sent.report import ABLATIONS, METHODS, NOT_IN_PAPER, NOT_RUN_NOTE, PAPER_COLUMNS, TABLE_ORDER
+from sent.report import (
+    ABLATIONS,
+    METHODS,
+    MISSING_VALUES,
+    NOT_IN_PAPER,
+    NOT_RUN,
+    NOT_RUN_NOTE,
+    PAPER_COLUMNS,
+    TABLE_ORDER,
+    UNDEFINED,
+    UNKNOWN,
+    missing_values_note,
+)
 
 
 def correct_matrices(eval_df: pd.DataFrame) -> dict[tuple[str, int, str], np.ndarray]:
@@ -123,9 +138,9 @@ def pass_at_k_curve(eval_df: pd.DataFrame, ks: Sequence[int] = tuple(range(1, 33
 def format_cell(mean: float, std: float, n_seeds: int, digits: int = 2, lo: float | None = None,
                 hi: float | None = None) -> str:
     """``"12.3 [10.1, 14.6]"`` with a 95% interval (``lo``, ``hi``; one decimal), else ``"12.34 ± 1.20"`` for
-    several seeds, ``"12.34"`` for one; ``"n/a"`` when undefined."""
+    several seeds, ``"12.34"`` for one; ``"n/a"`` (:data:`sent.report.UNDEFINED`) when undefined."""
     if mean is None or pd.isna(mean):
-        return "n/a"
+        return UNDEFINED
     if lo is not None and hi is not None and not (pd.isna(lo) or pd.isna(hi)):
         return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
     if int(n_seeds) > 1 and not pd.isna(std):
@@ -141,10 +156,12 @@ def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours
                      paper_label: str = "paper") -> pd.DataFrame:
     """Wide, display-ready table: rows (source, benchmark, k), columns = paper column labels.
 
-    ``ours`` is the output of :func:`pass_at_k_table` / :func:`avg_at_k_table` (cells "mean ± std" over
-    seeds; plus an ``n_seeds`` column); ``paper`` is :func:`sent.report.load_paper_table`. Our "w/ Mask" cells say the
-    method was not run (unidentified in the paper); the paper's "w/ SENT" numbers sit in the released rule's column
-    (what the authors ran) and its "SENT, paper formula" cells say "not in paper". Our rows come from our (toy) suites, the paper's from its six benchmarks: rows are never mixed.
+    ``ours`` is the output of :func:`pass_at_k_table` / :func:`avg_at_k_table` (cells "mean [95% CI]" over
+    seeds; plus an ``n_seeds`` column); ``paper`` is :func:`sent.report.load_paper_table`. Every paper column is kept:
+    a method we have no evaluation of says "not run" ("not run (unidentified)" for w/ Mask); the paper's "w/ SENT"
+    numbers sit in the released rule's column (what the authors ran) and its "SENT (formula)" cells say "not in
+    paper"; the paper's seeds are "unknown" (:data:`sent.report.MISSING_VALUES`). Our rows come from our (toy)
+    suites, the paper's from its six benchmarks: rows are never mixed.
     """
     cols = [PAPER_COLUMNS[m] for m in TABLE_ORDER]
     blocks = []
@@ -153,7 +170,7 @@ def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours
         rows = {}
         for suite in suites:
             for k in sorted(ours.loc[ours.suite == suite, "k"].dropna().unique()) or [None]:
-                rows[_row_key(suite, k)] = {c: "" for c in cols}
+                rows[_row_key(suite, k)] = {c: NOT_RUN for c in cols}
         for r in ours.itertuples():
             key = _row_key(r.suite, r.k)
             if key in rows and r.run in PAPER_COLUMNS:
@@ -162,17 +179,17 @@ def comparison_table(ours: pd.DataFrame | None, paper: pd.DataFrame | None, ours
         for key in rows:
             rows[key][PAPER_COLUMNS["mask"]] = NOT_RUN_NOTE
             nseeds = ours.loc[ours.run.isin(METHODS), "n_seeds"]
-            rows[key]["n_seeds"] = "" if nseeds.empty else str(int(nseeds.max()))
+            rows[key]["n_seeds"] = "0" if nseeds.empty else str(int(nseeds.max()))
         blocks.append(_block(rows, ours_label))
     if paper is not None and len(paper):
         rows = {}
         for r in paper.itertuples():
             key = _row_key(r.benchmark, r.k)
-            rows.setdefault(key, {c: "" for c in cols})
+            rows.setdefault(key, {c: UNKNOWN for c in cols})
             rows[key][r.paper_column] = f"{r.value:.2f}"
         for key in rows:
             rows[key][PAPER_COLUMNS["sent"]] = NOT_IN_PAPER
-            rows[key]["n_seeds"] = "unknown"
+            rows[key]["n_seeds"] = UNKNOWN
         blocks.append(_block(rows, paper_label))
     if not blocks:
         raise ValueError("comparison_table needs ours= or paper= (both are empty)")
@@ -185,38 +202,152 @@ def _block(rows: dict, source: str) -> pd.DataFrame:
     return df
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    """GitHub markdown of a DataFrame (index levels become leading columns); no extra dependency."""
-    flat = df.reset_index() if any(n is not None for n in df.index.names) else df
+def cell_value(cell) -> float:
+    """The number a display cell starts with (``"83.3 [78.1, 88.5]"`` -> 83.3, ``"**68.57**"`` -> 68.57); NaN for
+    text such as "not run"."""
+    if isinstance(cell, (int, float, np.number)) and not isinstance(cell, bool):
+        return float(cell)
+    match = _NUMBER.match(str(cell))
+    return float(match.group(1)) if match else float("nan")
+
+
+_NUMBER = re.compile(r"^\**\s*([+\-−]?\d+(?:\.\d+)?)")
+
+
+def best_cells(df: pd.DataFrame, columns: Sequence[str], axis: str = "row") -> pd.DataFrame:
+    """True where a cell holds the highest number of its row (``axis="row"``) or column (``"column"``) among
+    ``columns`` (ties: all of them); False elsewhere and for text cells."""
+    if axis not in ("row", "column"):
+        raise ValueError(f"axis={axis!r}: use 'row' or 'column'")
+    cols = [c for c in columns if c in df.columns]
+    values = df[cols].map(cell_value).astype(float)
+    along = 1 if axis == "row" else 0
+    top, low = values.max(axis=along), values.min(axis=along)
+    best = values.eq(top, axis=0 if axis == "row" else 1) & values.notna()
+    same = top.eq(low)  # nothing to tell apart (one number, or all equal): nothing bold
+    keep = ~same.to_numpy()
+    best = best & (keep[:, None] if axis == "row" else keep[None, :])
+    return best.reindex(columns=df.columns, fill_value=False).astype(bool)
+
+
+def default_best(df: pd.DataFrame) -> tuple[list[str], str] | None:
+    """What bold marks in the tables the notebooks write: the best method of each row of a paper-layout table
+    (as the paper bolds its tables), the best configuration of each score column of an ablation table."""
+    methods = [c for c in df.columns if c in PAPER_COLUMNS.values()]
+    if methods:
+        return methods, "row"
+    scores = [c for c in df.columns if str(c).startswith(("Pass@k", "Avg@k"))]
+    return (scores, "column") if scores else None
+
+
+def _flat(df: pd.DataFrame) -> pd.DataFrame:
+    return df.reset_index() if any(n is not None for n in df.index.names) else df
+
+
+def _flat_marks(bold: pd.DataFrame | None, df: pd.DataFrame) -> pd.DataFrame | None:
+    """``bold`` laid out like ``_flat(df)``: the index levels become leading columns, never bold."""
+    if bold is None:
+        return None
+    marks = bold.reindex(index=df.index, columns=df.columns, fill_value=False).reset_index(drop=True)
+    flat = _flat(df)
+    return marks.reindex(columns=flat.columns, fill_value=False).fillna(False).astype(bool)
+
+
+def _missing_word(v) -> str | None:
+    """The missing-value word a cell holds ("not run (unidentified)" holds "not run"), else None."""
+    if not isinstance(v, str):
+        return None
+    return v if v in MISSING_VALUES else (NOT_RUN if v.startswith(NOT_RUN) else None)
+
+
+def _is_missing_word(v) -> bool:
+    return _missing_word(v) is not None
+
+
+def to_markdown(df: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
+    """GitHub markdown of a DataFrame (index levels become leading columns); cells where ``bold`` is True are bold;
+    no extra dependency."""
+    flat = _flat(df)
+    marks = _flat_marks(bold, df)
     header = [str(c) for c in flat.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in flat.astype(object).itertuples(index=False):
+    for i, row in enumerate(flat.astype(object).itertuples(index=False)):
         cells = ["" if (v is None or (not isinstance(v, str) and pd.isna(v))) else str(v) for v in row]
+        if marks is not None:
+            cells = [f"**{c}**" if c and col in marks.columns and bool(marks[col].iat[i]) else c
+                     for c, col in zip(cells, flat.columns)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def save_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, caption: str = "") -> dict[str, Path]:
-    """Write ``<out_dir>/tables/<name>.csv`` and ``.md`` (caption on top of the markdown)."""
+def style_table(df: pd.DataFrame, caption: str = "", bold: pd.DataFrame | None = None):
+    """A pandas ``Styler`` of a display table: bold where ``bold`` is True, the paper's rows (``source`` "paper...")
+    on grey in italics, the missing-value words (:data:`sent.report.MISSING_VALUES`) in grey."""
+    flat = _flat(df).astype(object).where(_flat(df).notna(), "")
+    marks = _flat_marks(bold, df)
+
+    def css(frame: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for col in frame.columns:
+            out[col] = [("color: #777777;" if _is_missing_word(v) else "")
+                        + ("font-weight: bold;" if marks is not None and bool(marks[col].iat[i]) else "")
+                        for i, v in enumerate(frame[col])]
+        if "source" in frame.columns:
+            paper = frame["source"].astype(str).str.startswith("paper").to_numpy()
+            out.loc[paper] = out.loc[paper] + "background-color: #eeeeee; font-style: italic;"
+        return out
+
+    styler = flat.style.hide(axis="index").apply(css, axis=None)
+    styler = styler.set_table_styles([
+        {"selector": "", "props": "border-collapse: collapse; font-family: sans-serif; font-size: 13px;"},
+        {"selector": "th, td", "props": "border: 1px solid #cccccc; padding: 3px 8px; text-align: center;"},
+        {"selector": "caption", "props": "caption-side: top; text-align: left; padding: 4px 0;"},
+    ])
+    return styler.set_caption(caption) if caption else styler
+
+
+def styled(df: pd.DataFrame, caption: str = ""):
+    """:func:`style_table` with the notebooks' bold rule (:func:`default_best`): what a notebook displays inline."""
+    rule = default_best(df)
+    return style_table(df, caption, best_cells(df, *rule) if rule else None)
+
+
+def save_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, caption: str = "",
+               best: tuple[Sequence[str], str] | None | bool = True) -> dict[str, Path]:
+    """Write ``<out_dir>/tables/<name>.csv``, ``.md`` and ``.html`` (caption on top of the markdown and HTML).
+
+    ``best``: ``(columns, "row" | "column")`` to bold the highest number (:func:`best_cells`) in the markdown and
+    HTML; True (default) for :func:`default_best`, None / False for no bold. A caption of a table holding a
+    missing-value word gets :func:`sent.report.missing_values_note` appended.
+    """
     tdir = Path(out_dir) / "tables"
-    paths = {"csv": tdir / f"{name}.csv", "md": tdir / f"{name}.md"}
+    paths = {"csv": tdir / f"{name}.csv", "md": tdir / f"{name}.md", "html": tdir / f"{name}.html"}
+    rule = default_best(df) if best is True else (best or None)
+    bold = best_cells(df, *rule) if rule else None
+    words = {_missing_word(v) for v in df.to_numpy().ravel()} - {None}
+    if words:
+        end = "" if not caption or caption.rstrip().endswith((".", ":")) else "."
+        caption = f"{caption.rstrip()}{end} {missing_values_note(words)}".strip()
     atomic_write_text(paths["csv"], df.to_csv())
-    atomic_write_text(paths["md"], (f"{caption}\n\n" if caption else "") + to_markdown(df))
+    atomic_write_text(paths["md"], (f"{caption}\n\n" if caption else "") + to_markdown(df, bold))
+    html = style_table(df, caption, bold).to_html()
+    atomic_write_text(paths["html"], f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{name}</title>"
+                                     f"</head><body>\n{html}</body></html>\n")
     return paths
 
 
 def ablation_table(pass_tab: pd.DataFrame, avg_tab: pd.DataFrame, group: str) -> pd.DataFrame:
-    """One ablation group (:data:`ABLATIONS`): rows = configurations, columns = "Avg." Pass@k / Avg@k."""
+    """One ablation group (:data:`ABLATIONS`): rows = configurations, columns = "Avg." Pass@k / Avg@k and the seeds
+    (0 and "not run" for a configuration without evaluation)."""
     if group not in ABLATIONS:
         raise ValueError(f"group={group!r}: use one of {sorted(ABLATIONS)}")
     rows = []
     for run, label in ABLATIONS[group]:
-        row = {"configuration": label, "run": run}
+        row, n_seeds = {"configuration": label, "run": run}, 0
         for name, tab in (("Pass@k Avg.", pass_tab), ("Avg@k Avg.", avg_tab)):
             hit = tab[(tab.run == run) & (tab.suite == "Avg.")]
             row[name] = format_cell(*hit[["mean", "std", "n_seeds"]].iloc[0], lo=hit.get("lo", pd.Series([None])).iloc[0],
-                                    hi=hit.get("hi", pd.Series([None])).iloc[0]) if len(hit) else "not run"
-            if len(hit):
-                row["n_seeds"] = int(hit["n_seeds"].iloc[0])
-        rows.append(row)
+                                    hi=hit.get("hi", pd.Series([None])).iloc[0]) if len(hit) else NOT_RUN
+            n_seeds = max(n_seeds, int(hit["n_seeds"].iloc[0]) if len(hit) else 0)
+        rows.append({**row, "n_seeds": n_seeds})
     return pd.DataFrame(rows).set_index("configuration")

@@ -116,7 +116,14 @@ def markdown(res: dict, profile: str) -> str:
              + ("**Single seed: the intervals cover problem sampling only.**" if n_seeds <= 1 else ""), "",
              f"| run | seeds | Pass@k [{conf}% CI] | Δ Pass@k vs GRPO | P(> GRPO) | Avg@k [{conf}% CI] |",
              "|---|---|---|---|---|---|"]
-    for run in pk.index:
+    from sent.report import NOT_RUN, NOT_RUN_NOTE, TABLE_ORDER, method_label, order_runs
+
+    # every paper column keeps its row: a method without evaluation says so (w/ Mask: unidentified in the paper)
+    for run in order_runs([*pk.index, *(m for m in TABLE_ORDER if m not in pk.index)]):
+        if run not in pk.index:
+            why = NOT_RUN_NOTE if run == "mask" else NOT_RUN
+            lines.append(f"| {method_label(run)} | 0 | {why} | — | — | {why} |")
+            continue
         p, a = pk.loc[run], ak.loc[run] if run in ak.index else None
         if run in vs.index:
             r = vs.loc[run]

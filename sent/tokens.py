@@ -123,3 +123,39 @@ def is_content_token(token: str) -> bool:
 def content_mask(tokens: list[str]) -> list[bool]:
     """:func:`is_content_token` over a list of decoded tokens: the trainer's default ``token_filter_fn``."""
     return [is_content_token(t) for t in tokens]
+
+
+# ------------------------------------------------------------------------------------------------ special tokens
+
+#: Special tokens and padding as common tokenizers spell them, for when the tokenizer itself is not at hand:
+#: ``<pad>``, ``<s>``, ``</s>``, ``<unk>``, ``<eos>``, ``<bos>``, ``<mask>``, ``<|...|>`` (Qwen, Llama 3, GPT-2's
+#: ``<|endoftext|>``), ``<｜...｜>`` (DeepSeek), ``[PAD]`` / ``[CLS]`` / ``[SEP]`` / ``[MASK]`` / ``[UNK]`` (BERT), and
+#: ``<extra_id_N>``. A tokenizer's own list (``all_special_tokens`` / ``all_special_ids``) is passed to
+#: :func:`special_token_mask` when known and takes precedence.
+SPECIAL_TOKEN_RE = re.compile(
+    r"^(<\|[^|]*\|>|<｜[^｜]*｜>|</?s>|<(pad|unk|eos|bos|mask|sep|cls|eot|eom)>|\[(PAD|CLS|SEP|MASK|UNK)\]"
+    r"|<extra_id_\d+>|<\|?(im_start|im_end|endoftext|end_of_text|begin_of_text|eot_id)\|?>)$",
+    re.IGNORECASE,
+)
+
+
+def is_special_token(token: str, special_tokens: frozenset | set | None = None) -> bool:
+    """True for a special or padding token: in ``special_tokens`` (a tokenizer's ``all_special_tokens``) or, as a
+    fallback, spelled like one (:data:`SPECIAL_TOKEN_RE`). Surrounding whitespace is ignored."""
+    text = token.strip() if isinstance(token, str) else ""
+    if special_tokens and text in special_tokens:
+        return True
+    return bool(text) and bool(SPECIAL_TOKEN_RE.match(text))
+
+
+def special_token_mask(tokens: list[str], token_ids: list[int] | None = None, special_ids=None,
+                       special_tokens=None) -> list[bool]:
+    """Per token: True where it is a special or padding token (by id when ``special_ids`` and ``token_ids`` are
+    given, else by its text, :func:`is_special_token`). Word clouds and token heat maps leave these out."""
+    ids = set(int(i) for i in special_ids) if special_ids is not None else None
+    specials = frozenset(special_tokens) if special_tokens else None
+    out = []
+    for i, tok in enumerate(tokens):
+        by_id = ids is not None and token_ids is not None and int(token_ids[i]) in ids
+        out.append(bool(by_id or is_special_token(tok, specials)))
+    return out

@@ -26,9 +26,9 @@ ANALYSIS = {n for n in NOTEBOOKS if n.startswith("analysis_")}  # read `sent ana
 
 # figures/ and tables/ files each notebook must write on the fixture root
 EXPECTED = {
-    "table1_pass_at_k.ipynb": ["figures/table1_pass_at_k.png", "figures/table1_pass_at_k.pdf",
-                               "tables/table1_pass_at_k.csv", "tables/table1_pass_at_k.md"],
-    "table2_avg_at_k.ipynb": ["figures/table2_avg_at_k.png", "tables/table2_avg_at_k.md"],
+    "table1_pass_at_k.ipynb": ["tables/table1_pass_at_k.csv", "tables/table1_pass_at_k.md",
+                               "tables/table1_pass_at_k.html"],
+    "table2_avg_at_k.ipynb": ["tables/table2_avg_at_k.md", "tables/table2_avg_at_k.html"],
     "entropy_dynamics.ipynb": ["figures/fig04_entropy_dynamics.png", "figures/fig11_12_entropy_dynamics_all_methods.pdf",
                                "figures/entropy_dynamics_low_entropy_set.png"],
     "response_length.ipynb": ["figures/response_length_training.png", "figures/response_length_eval.png"],
@@ -39,7 +39,9 @@ EXPECTED = {
     "token_wordclouds.ipynb": ["figures/wordcloud_low_entropy.png", "figures/wordcloud_high_cov.png",
                                "tables/wordcloud_token_counts.csv"],
     "pass_at_k_curves.ipynb": ["figures/pass_at_k_curves.png", "tables/pass_at_k_curves.csv"],
-    "ablations.ipynb": ["tables/ablation_components.md", "tables/ablation_stages.md",
+    "one_run.ipynb": ["figures/one_run_sent_seed0_curves.png", "figures/one_run_sent_seed0_heatmap.png",
+                      "figures/one_run_sent_seed0_wordclouds.pdf", "tables/one_run_sent_seed0_status.json"],
+    "ablations.ipynb": ["tables/ablation_components.md", "tables/ablation_components.html", "tables/ablation_stages.md",
                         "tables/ablation_low_entropy_ratio.md", "figures/fig09_entropy_low_vs_low_highcov.png"],
     "paper_scale_tables.ipynb": ["tables/paper_scale_tables_status.json"],
     "analysis_bootstrap.ipynb": ["figures/analysis_bootstrap_sent.png", "figures/analysis_bootstrap_sent.pdf",
@@ -50,9 +52,9 @@ EXPECTED = {
                                     "figures/analysis_cross_domain_training.png"],
 }
 
-# The fast suite runs the static checks and two quick notebooks (plumbing smoke): 25 s on the shared 2-core machine.
+# The fast suite runs the static checks and three quick notebooks (plumbing smoke), one_run among them.
 # -m slow executes the other twelve: 85 s (54 s CPU), 10 s of it the analyses of analysed_root.
-FAST = {"token_heatmap.ipynb", "paper_scale_tables.ipynb"}
+FAST = {"token_heatmap.ipynb", "paper_scale_tables.ipynb", "one_run.ipynb"}
 RUN_PARAMS = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NOTEBOOKS]
 
 CLEAN_HINT = "clear all outputs in Jupyter (Edit > Clear Outputs of All Cells) and save (notebooks/README.md)"
@@ -215,4 +217,9 @@ def test_notebook_runs_on_fixture(name, fixture_root, request, tmp_path):
         assert not (out_dir / "figures").exists()  # nothing invented
     if name == "table1_pass_at_k.ipynb":
         md = (out_dir / "tables/table1_pass_at_k.md").read_text()
-        assert "paper (1.5B)" in md and "ours (cpu)" in md and "mean ± std over 2 seeds" in md
+        assert "paper (1.5B)" in md and "ours (cpu)" in md and "2 seeds, cells: mean [95% CI" in md
+        assert "not run (unidentified)" in md and "**" in md and "Missing values:" in md
+        assert not (out_dir / "figures").exists()  # the table is markdown and HTML, not a picture
+    if name == "one_run.ipynb":
+        status = json.loads((out_dir / "tables/one_run_sent_seed0_status.json").read_text())
+        assert status["missing"] == [] and status["recorded_steps"] == [4, 8]

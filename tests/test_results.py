@@ -31,6 +31,9 @@ def test_big_gap_resolved_no_gap_not(tmp_path):
     text = results.markdown(res, "test")
     assert "**+" in text and "resolved: higher" in text and "not resolved" in text
     assert "Single seed" not in text and "Standard deviation over seeds" in text
+    # every paper column keeps its row: w/ Mask is unidentified, w/ En was not run here
+    assert "| w/ Mask | 0 | not run (unidentified) | — | — | not run (unidentified) |" in text
+    assert "| w/ En | 0 | not run | — | — | not run |" in text
 
 
 def test_single_seed_is_labelled_and_written(tmp_path):
