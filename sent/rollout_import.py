@@ -14,7 +14,9 @@
    given) and the response re-tokenised with the checkpoint's tokenizer; rows whose text does not round-trip
    (``decode(encode(text)) != text``) are counted.
 3. logp and entropy: the dump's own trainer values when it has both (prime-rl); otherwise a teacher-forced fp32 pass
-   of the checkpoint that sampled each step (:mod:`sent.rollout_scoring`).
+   of the checkpoint that sampled each step (:mod:`sent.rollout_scoring`: ``step - lag``, back to the first update
+   of its generation batch with ``--updates-per-generation``); steps holding identical rows (one TRL generation
+   batch logged at several optimizer steps) are refused without ``--updates-per-generation``.
 4. advantages, per (step, group), with the source framework's rule (:data:`ADVANTAGE_RULES`, :data:`FORMAT_RULES`);
    the largest difference to advantages the dump recorded is reported.
 5. checks before anything is written: finite values, logp <= 0, 0 <= entropy <= log V, equal list lengths, at
@@ -76,6 +78,7 @@ class ImportSettings:
     checkpoints: str | None = None
     base: str | None = None
     checkpoint_lag: int = 1
+    updates_per_generation: int = 1
     allow_stale: bool = False
     temperature: float = 1.0
     device: str = "auto"
@@ -112,6 +115,27 @@ def _by_step(rows: list[RawRow]) -> dict[int, list[RawRow]]:
     for r in rows:
         out[r.step].append(r)
     return dict(sorted(out.items()))
+
+
+def _check_repeated_batches(by_step: dict[int, list[RawRow]], s: ImportSettings) -> None:
+    """Steps whose rows are identical hold one generation batch that served several optimizer steps (TRL writes its
+    latest generation batch at every logging step), so one checkpoint sampled them all: refused with one update per
+    generation batch (``step - lag`` would score each with another checkpoint), a warning otherwise."""
+    seen: dict[tuple, list[int]] = defaultdict(list)
+    for step, rows in by_step.items():
+        seen[tuple((repr(r.prompt_key()), r.completion, tuple(r.completion_ids or ())) for r in rows)].append(step)
+    repeats = [steps for steps in seen.values() if len(steps) > 1]
+    if not repeats:
+        return
+    listed = "; ".join(", ".join(map(str, steps)) for steps in repeats[:3])
+    if s.updates_per_generation == 1:
+        raise ValueError(f"{s.src}: steps {listed} hold identical rollouts: one generation batch served several "
+                         f"optimizer steps (TRL: steps_per_generation > gradient_accumulation_steps, or num_iterations"
+                         f" > 1), so the weights before its first update sampled them all; pass "
+                         f"--updates-per-generation U (optimizer steps per generation batch) to score each step with "
+                         f"that checkpoint")
+    s.warn(f"steps {listed} hold the same generation batch (--updates-per-generation {s.updates_per_generation}); each "
+           f"is imported, scored by the same checkpoint: keep one per batch (--steps) unless repeats are wanted")
 
 
 # ------------------------------------------------------------------------------------------------ groups
@@ -240,7 +264,7 @@ def _rescore(by_step, s: ImportSettings, tok) -> dict[int, dict]:
     from sent.rollout_scoring import resolve_checkpoints, resolve_device, score_sequences, vocab_size
 
     choices = resolve_checkpoints(s.checkpoints, list(by_step), lag=s.checkpoint_lag, allow_stale=s.allow_stale,
-                                  base=s.base)
+                                  base=s.base, updates_per_generation=s.updates_per_generation)
     device = resolve_device(s.device)
     per_path = defaultdict(list)
     for step, c in choices.items():
@@ -303,7 +327,8 @@ def _max_abs_diff(pairs) -> float | None:
 def step_provenance(s: ImportSettings, step: int, rows: list[RawRow], **parts) -> dict:
     """The ``import`` entry of a step file's ``sent`` metadata (docs/ANALYSIS.md, "Importing rollouts")."""
     return {"format": s.fmt, "source": str(s.src), "source_files": sorted({_file(r) for r in rows}), "step": step,
-            "temperature": s.temperature, "checkpoint_lag": s.checkpoint_lag, **parts}
+            "temperature": s.temperature, "checkpoint_lag": s.checkpoint_lag,
+            "updates_per_generation": s.updates_per_generation, **parts}
 
 
 def import_rollouts(s: ImportSettings) -> dict:
@@ -327,6 +352,7 @@ def import_rollouts(s: ImportSettings) -> dict:
         if not math.isfinite(r.reward):
             raise ValueError(f"{r.where}: column 'reward' is NaN or missing (every reward function returned None?)")
     by_step = _by_step(rows)
+    _check_repeated_batches(by_step, s)
     sizes = assign_groups(by_step, GROUPING[s.fmt], s.group_size, s)
     degenerate = [step for step, srows in by_step.items() if not _varying(srows)]
     for step in degenerate:
@@ -421,7 +447,8 @@ def import_rollouts(s: ImportSettings) -> dict:
 def _first_checkpoint(s: ImportSettings, steps: list[int]) -> str:
     from sent.rollout_scoring import resolve_checkpoints
 
-    choices = resolve_checkpoints(s.checkpoints, steps, lag=s.checkpoint_lag, allow_stale=s.allow_stale, base=s.base)
+    choices = resolve_checkpoints(s.checkpoints, steps, lag=s.checkpoint_lag, allow_stale=s.allow_stale, base=s.base,
+                                  updates_per_generation=s.updates_per_generation)
     return choices[min(choices)].path
 
 

@@ -2,13 +2,17 @@
 
 * :func:`resolve_checkpoints`: ``--checkpoints`` is a path pattern with ``{step}`` (``ckpt/global_step_{step}``,
   ``out/checkpoint-{step}``) or a YAML / JSON map ``step: path``; ``--base`` is checkpoint 0 (the initial model).
-  The rollouts of dumped step ``s`` were sampled by the weights after ``s - lag`` updates (``--checkpoint-lag``,
-  default 1: verl, TRL, NeMo-RL, open-instruct and prime-rl dump step ``s`` after its update, sampled before it);
-  only that checkpoint is exact. The nearest earlier one is used only with ``allow_stale`` and the staleness (in
-  steps) is recorded.
+  The rollouts of dumped step ``s`` were sampled by checkpoint :func:`sampler_checkpoint` ``(s, lag, U)`` =
+  ``(s - lag) // U * U``: the weights after ``s - lag`` updates (``--checkpoint-lag``, default 1: verl, TRL,
+  NeMo-RL, open-instruct and prime-rl dump step ``s`` after its update, sampled before it), taken back to the first
+  update of its generation batch when one batch serves ``U`` optimizer steps (``--updates-per-generation``: TRL with
+  ``steps_per_generation > gradient_accumulation_steps`` or ``num_iterations > 1`` writes its latest generation
+  batch at every logging step; verl's step is a whole generation batch, so U = 1 there). Only that checkpoint is
+  exact. The nearest earlier one is used only with ``allow_stale`` and the staleness (in steps) is recorded.
 * :func:`score_sequences`: one no-grad forward per batch of left-padded ``prompt + response`` sequences, batched by
-  a token budget (and a cap on the ``(rows, response, vocab)`` logits; the softmax runs in chunks of positions
-  under the same cap), in fp32 on CPU or GPU, with a tqdm bar.
+  a token budget, in fp32 on CPU or GPU, with a tqdm bar. The LM head and the softmax run on the scored positions
+  only, in chunks of at most :data:`LOGITS_BUDGET` logits (:func:`split_head`); a model whose logits are not
+  ``head(last hidden state)`` goes through its own forward, its batches then also capped by the logits they make.
   For each response token: ``log softmax(z / T)`` at the sampled token and the entropy ``-sum p log p`` of the same
   temperature-scaled distribution (verl and TRL both divide the logits by the sampling temperature).
 """
@@ -36,7 +40,7 @@ class CheckpointChoice:
     """The model that scores one dumped step."""
 
     step: int  # the dumped step
-    wanted: int  # the checkpoint step that sampled it (step - lag)
+    wanted: int  # the checkpoint step that sampled it (sampler_checkpoint)
     checkpoint_step: int  # the checkpoint used
     path: str
 
@@ -79,8 +83,17 @@ def available_checkpoints(spec: str, base: str | None = None) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
+def sampler_checkpoint(step: int, lag: int = 1, updates_per_generation: int = 1) -> int:
+    """The checkpoint (optimizer steps done) whose weights sampled dumped step ``step``: ``step - lag`` taken back to
+    the first update of its generation batch, ``(step - lag) // U * U``. With U = 2 and lag 1: steps 1, 2 -> 0;
+    steps 3, 4 -> 2 (the second update of a batch trains on rollouts that the batch's first weights sampled)."""
+    if updates_per_generation < 1:
+        raise ValueError(f"--updates-per-generation {updates_per_generation} must be >= 1")
+    return (step - lag) // updates_per_generation * updates_per_generation
+
+
 def resolve_checkpoints(spec: str | None, steps: list[int], *, lag: int = 1, allow_stale: bool = False,
-                        base: str | None = None) -> dict[int, CheckpointChoice]:
+                        base: str | None = None, updates_per_generation: int = 1) -> dict[int, CheckpointChoice]:
     """The checkpoint of each dumped step (see the module docstring); ``ValueError`` (one line) when a step has no
     exact checkpoint and ``allow_stale`` is off, or none at all."""
     if spec is None and base is None:
@@ -89,17 +102,19 @@ def resolve_checkpoints(spec: str | None, steps: list[int], *, lag: int = 1, all
     have = available_checkpoints(spec, base) if spec is not None else {0: str(base)}
     if not have:
         raise ValueError(f"--checkpoints {spec}: no checkpoint folder matches")
+    U = updates_per_generation
+    rule = f"step - --checkpoint-lag {lag}" + (f", back to the first of its batch's {U} updates" if U > 1 else "")
     out = {}
     for step in steps:
-        wanted = step - lag
+        wanted = sampler_checkpoint(step, lag, U)
         earlier = [c for c in have if c <= wanted]
         if not earlier:
-            raise ValueError(f"step {step} was sampled by checkpoint {wanted} (step - --checkpoint-lag {lag}); no "
-                             f"checkpoint at or before it among {list(have)[:8]} (--base MODEL is checkpoint 0)")
+            raise ValueError(f"step {step} was sampled by checkpoint {wanted} ({rule}); no checkpoint at or before it "
+                             f"among {list(have)[:8]} (--base MODEL is checkpoint 0)")
         choice = CheckpointChoice(step, wanted, max(earlier), have[max(earlier)])
         if choice.staleness and not allow_stale:
-            raise ValueError(f"step {step} was sampled by checkpoint {wanted} (step - --checkpoint-lag {lag}), which "
-                             f"is not among the checkpoints; the nearest earlier is {choice.checkpoint_step} "
+            raise ValueError(f"step {step} was sampled by checkpoint {wanted} ({rule}), which is not among the "
+                             f"checkpoints; the nearest earlier is {choice.checkpoint_step} "
                              f"({choice.staleness} steps stale): pass --allow-stale to score with it (recorded)")
         out[step] = choice
     return out
@@ -116,7 +131,8 @@ def resolve_device(device: str | None) -> str:
 
 
 def _batches(lengths: list[tuple[int, int]], token_budget: int, vocab: int) -> list[list[int]]:
-    """Indices grouped into batches, longest first: padded tokens <= ``token_budget`` and logits <= the cap."""
+    """Indices grouped into batches, longest first: padded tokens <= ``token_budget`` and, when ``vocab`` > 0 (the
+    model's own forward makes every row's logits at once), logits <= the cap."""
     order = sorted(range(len(lengths)), key=lambda i: (-(lengths[i][0] + lengths[i][1]), i))
     batches, cur, max_len, max_c = [], [], 0, 0
     for i in order:
@@ -131,6 +147,28 @@ def _batches(lengths: list[tuple[int, int]], token_budget: int, vocab: int) -> l
     if cur:
         batches.append(cur)
     return batches
+
+
+def split_head(model, item: tuple[list[int], list[int]]):
+    """``(body, head)`` when ``head(body(...).last_hidden_state)`` is the model's own logits, checked on ``item``'s
+    first positions; else None. With them the LM head runs on the scored positions only, in chunks, so the batch is
+    bounded by the token budget alone (a 152k vocabulary no longer caps it at one row). Models that post-process
+    their logits (soft-capping, scaling) fail the check and are scored through their own forward."""
+    import torch
+
+    try:
+        body, head = model.get_decoder(), model.get_output_embeddings()
+        if body is model or head is None:
+            return None
+        device = next(model.parameters()).device
+        ids = torch.tensor([list(item[0]) + list(item[1])[:1]], dtype=torch.long, device=device)
+        with torch.no_grad():
+            want = model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+            got = head(body(input_ids=ids).last_hidden_state[0, -1]).float()
+    except Exception as err:  # noqa: BLE001 - any failure means "not verified": use the model's own forward
+        logger.debug("re-scoring through the model's own forward (%s)", err)
+        return None
+    return (body, head) if torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())) else None
 
 
 def score_sequences(model, items: list[tuple[list[int], list[int]]], *, temperature: float = 1.0,
@@ -149,7 +187,10 @@ def score_sequences(model, items: list[tuple[list[int], list[int]]], *, temperat
     device = next(model.parameters()).device
     vocab = model.get_output_embeddings().weight.shape[0]
     out: list = [None] * len(items)
-    batches = _batches([(len(p), len(c)) for p, c in items], token_budget, vocab)
+    if not items:
+        return out
+    split = split_head(model, min(items, key=lambda it: len(it[0])))
+    batches = _batches([(len(p), len(c)) for p, c in items], token_budget, 0 if split else vocab)
     with torch.no_grad():
         for batch in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True):
             P = [items[i][0] for i in batch]
@@ -164,22 +205,29 @@ def score_sequences(model, items: list[tuple[list[int], list[int]]], *, temperat
                 attn[r, L - len(seq):] = 1
             ids, attn = ids.to(device), attn.to(device)
             pos = (attn.cumsum(dim=1) - 1).clamp(min=0)
-            logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=max_c + 1).logits
-            logits = logits[:, -(max_c + 1):-1]  # (b, max_c, V): position t predicts token t + 1
-            targets = ids[:, L - max_c:]  # (b, max_c)
-            logp, ent = torch.empty(targets.shape, device=device), torch.empty(targets.shape, device=device)
-            step = max(1, LOGITS_BUDGET // max(1, len(batch) * vocab))  # positions per chunk of the softmax
-            for j in range(0, max_c, step):
-                lsm = torch.log_softmax(logits[:, j:j + step].float() / temperature, dim=-1)
-                logp[:, j:j + step] = lsm.gather(-1, targets[:, j:j + step].unsqueeze(-1)).squeeze(-1)
+            if split:  # hidden states of the positions that predict a response token: (b, max_c, H)
+                src = split[0](input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+            else:  # the model's own logits: (b, max_c, V)
+                src = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=max_c + 1).logits
+            src = src[:, -(max_c + 1):-1]  # position t predicts token t + 1
+            n = torch.tensor([len(c) for c in C], device=device)
+            rows, cols = (torch.arange(max_c, device=device)[None, :] >= (max_c - n)[:, None]).nonzero(as_tuple=True)
+            targets = ids[:, L - max_c:][rows, cols]  # (N,) the scored tokens, row by row (responses are right-aligned)
+            logp, ent = torch.empty(len(targets), device=device), torch.empty(len(targets), device=device)
+            step = max(1, LOGITS_BUDGET // vocab)  # scored positions per chunk of the LM head and the softmax
+            for j in range(0, len(targets), step):
+                z = src[rows[j:j + step], cols[j:j + step]]  # (k, H) or (k, V)
+                lsm = torch.log_softmax((split[1](z) if split else z).float() / temperature, dim=-1)  # (k, V)
+                logp[j:j + step] = lsm.gather(-1, targets[j:j + step, None]).squeeze(-1)
                 prob = lsm.exp()
-                ent[:, j:j + step] = torch.where(prob > 0, -prob * lsm, torch.zeros((), device=device)).sum(-1)
-                del lsm, prob
-            for r, (i, c) in enumerate(zip(batch, C)):
-                n = len(c)
-                out[i] = (logp[r, max_c - n:].cpu().numpy().astype(np.float32),
-                          ent[r, max_c - n:].cpu().numpy().astype(np.float32))
-            del logits
+                ent[j:j + step] = torch.where(prob > 0, -prob * lsm, torch.zeros((), device=device)).sum(-1)
+                del lsm, prob, z
+            logp, ent = logp.cpu().numpy().astype(np.float32), ent.cpu().numpy().astype(np.float32)
+            k = 0
+            for i, c in zip(batch, C):
+                out[i] = (logp[k:k + len(c)], ent[k:k + len(c)])
+                k += len(c)
+            del src
     return out
 
 

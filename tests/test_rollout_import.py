@@ -134,6 +134,50 @@ def test_stale_checkpoint_needs_allow_stale(tiny, tmp_path, capsys):
     assert _meta(tmp_path / "b", 2)["staleness"] == 1 and _meta(tmp_path / "b", 2)["checkpoint_step"] == 0
 
 
+def test_the_sampler_of_a_step_is_the_first_update_of_its_generation_batch():
+    from sent.rollout_scoring import sampler_checkpoint
+
+    assert [sampler_checkpoint(s) for s in (1, 2, 3)] == [0, 1, 2]  # one update per batch: s - 1
+    assert [sampler_checkpoint(s, 1, 2) for s in (1, 2, 3, 4, 5)] == [0, 0, 2, 2, 4]  # TRL, 2 updates per batch
+    assert [sampler_checkpoint(s, 2) for s in (2, 3)] == [0, 1]  # one step of asynchrony
+
+
+def test_the_chunked_lm_head_matches_the_models_own_logits_and_soft_capped_models_use_them(tiny, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+
+    from sent import rollout_scoring
+
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    items = [([5, 6, 7], [8, 9, 10, 1]), ([4], [12, 13]), ([5, 6, 7, 8, 9, 10], [11])]
+    assert rollout_scoring.split_head(model, items[1]) is not None
+    chunked = rollout_scoring.score_sequences(model, items, temperature=0.7, progress=False)
+    monkeypatch.setattr(rollout_scoring, "split_head", lambda *_: None)
+    whole = rollout_scoring.score_sequences(model, items, temperature=0.7, progress=False, token_budget=8)
+    for (logp, ent), (logp2, ent2), (_, response) in zip(chunked, whole, items):
+        assert len(logp) == len(ent) == len(response)
+        np.testing.assert_allclose(logp, logp2, atol=1e-6)
+        np.testing.assert_allclose(ent, ent2, atol=1e-6)
+    monkeypatch.undo()
+    capped = Gemma2ForCausalLM(Gemma2Config(  # logits = tanh(z / cap) * cap: not head(hidden state)
+        vocab_size=28, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8, final_logit_softcapping=1.0)).eval()
+    assert rollout_scoring.split_head(capped, items[0]) is None
+
+
+def test_a_generation_batch_logged_at_two_steps_needs_updates_per_generation(ckpts, tmp_path, capsys):
+    trl = tmp_path / "trl" / "completions"
+    shutil.copytree(FIXTURES / "trl" / "completions", trl)
+    pd.read_parquet(trl / "completions_00001.parquet").assign(step=2).to_parquet(trl / "completions_00002.parquet")
+    args = ["--checkpoints", str(ckpts), "--reward", "accuracy_reward", "--group-size", "3"]
+    rc, err = _import(capsys, "trl", trl, tmp_path / "a", *args)
+    assert rc == 2 and "steps 1, 2 hold identical rollouts" in err[0] and "--updates-per-generation" in err[0], err
+    rc, err = _import(capsys, "trl", trl, tmp_path / "b", *args, "--updates-per-generation", "2")
+    assert rc == 0, err
+    assert [_meta(tmp_path / "b", s)["sampler_checkpoint_step"] for s in (1, 2)] == [0, 0]
+    assert "hold the same generation batch" in json.loads((tmp_path / "b" / "import.json").read_text())["warnings"][0]
+
+
 def test_verl_prompts_map_recovers_the_chat_prompt(tiny, tmp_path, capsys):
     """verl dumps the rendered prompt decoded without special tokens; --prompts maps it back to the exact ids."""
     from transformers import AutoTokenizer

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--base", default=None, help="the initial model (checkpoint 0), which sampled the first step")
     i.add_argument("--checkpoint-lag", type=int, default=1,
                    help="dumped step s was sampled by checkpoint s - LAG (default 1: the weights before its update)")
+    i.add_argument("--updates-per-generation", type=int, default=1, metavar="U",
+                   help="optimizer steps one generation batch served (TRL: steps_per_generation x num_iterations / "
+                        "gradient_accumulation_steps; verl, NeMo-RL, open-instruct, prime-rl: 1, their step is a "
+                        "generation batch): step s was sampled by checkpoint (s - LAG) // U * U, the weights before "
+                        "the batch's first update (default 1)")
     i.add_argument("--allow-stale", action="store_true",
                    help="score a step with the nearest earlier checkpoint when its own is missing (recorded)")
     i.add_argument("--temperature", type=float, default=1.0,
@@ -84,6 +89,7 @@ def _import(args, argv) -> int:
 
     for flag, value, low in (("--group-size", args.group_size, 1), ("--token-budget", args.token_budget, 1),
                              ("--checkpoint-lag", args.checkpoint_lag, 0), ("--threads", args.threads, 1),
+                             ("--updates-per-generation", args.updates_per_generation, 1),
                              ("--max-completion-length", args.max_completion_length, 1)):
         if value is not None and value < low:
             raise ValueError(f"{flag} {value} must be >= {low}")
@@ -98,7 +104,8 @@ def _import(args, argv) -> int:
     settings = ImportSettings(
         fmt=args.fmt, src=args.src, out=args.out, reward=args.reward, group_size=args.group_size,
         prompts=args.prompts, tokenizer=args.tokenizer, checkpoints=args.checkpoints, base=args.base,
-        checkpoint_lag=args.checkpoint_lag, allow_stale=args.allow_stale, temperature=args.temperature,
+        checkpoint_lag=args.checkpoint_lag, updates_per_generation=args.updates_per_generation,
+        allow_stale=args.allow_stale, temperature=args.temperature,
         device=args.device, token_budget=args.token_budget, advantage=args.advantage, adv_eps=args.adv_eps,
         add_eos=args.add_eos, max_completion_length=args.max_completion_length, steps=args.steps,
         drop_degenerate_steps=args.drop_degenerate_steps, overwrite=args.overwrite, progress=not args.no_progress)
