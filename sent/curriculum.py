@@ -118,8 +118,10 @@ def split_stages(df: pd.DataFrame, n_stages: int | None = 2, method: str = "equa
     stages = [ordered.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:])]
     sizes = [len(s) for s in stages]
     if any(s == 0 for s in sizes):
-        raise ValueError(f"method={method!r} gives an empty stage (sizes {sizes} of {m} rows); "
-                         "use fewer stages or other thresholds/quantiles")
+        empty = [i + 1 for i, size in enumerate(sizes) if size == 0]
+        shown = sizes if len(sizes) <= 8 else f"{sizes[:4]} ... {sizes[-2:]}"
+        raise ValueError(f"method={method!r} leaves {len(empty)} of {len(sizes)} stages empty (first: stage "
+                         f"{empty[0]}; sizes {shown} of {m} rows); use fewer stages or other thresholds/quantiles")
     if order == "reverse":
         return stages[::-1]
     if order == "random":

@@ -47,7 +47,7 @@ def test_split_thresholds():
     assert list(stages[1]["prompt_id"]) == ["p4"]
     with pytest.raises(ValueError, match="thresholds"):
         split_stages(_table(), n_stages=3, method="thresholds", thresholds=[1.0])  # needs 2 values
-    with pytest.raises(ValueError, match="empty stage"):
+    with pytest.raises(ValueError, match="stages empty"):
         split_stages(_table(), n_stages=2, method="thresholds", thresholds=[5.0])
 
 

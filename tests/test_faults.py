@@ -321,6 +321,10 @@ def _bad_inputs(root: Path, tmp: Path, tiny: Path) -> list[tuple[str, list[str],
          "max_completion_length=1030 leaves no room for a prompt in the model's 1024 positions"),
         ("train", ["--method", "grpo", *model, "--max_completion_length", "1020", "--train_data", "synthetic:math:8", *train],
          "training prompts do not fit the model's 1024 positions"),
+        ("eval", ["--model", str(tiny), "--out", str(tmp / "ev"), "--batch-size", "0"], "--batch-size 0 must be >= 1"),
+        ("curriculum", ["--se", se, "--out", str(tmp / "c5"), "--n-stages", "400"], "stages empty (first: stage"),
+        ("rollouts", ["check", str(empty_rollouts)], "sent rollouts import --from <trainer>"),
+        ("report", [str(tmp / "no_run")], "is not a folder"),
         ("convert-model", [str(tmp / "missing.gguf"), "--out", str(tmp / "m")], "is not a local folder"),
         ("convert-model", ["smollm2", "--out", str(tmp / "m"), "--dtype", "int8"], "invalid choice: 'int8'"),
         ("toy-base", ["--profile", "gpu"], "invalid choice: 'gpu'"),
@@ -330,7 +334,7 @@ def _bad_inputs(root: Path, tmp: Path, tiny: Path) -> list[tuple[str, list[str],
 
 def test_every_bad_input_is_one_line(root, tiny, tmp_path, capsys):
     cases = _bad_inputs(root, tmp_path, tiny)
-    assert len(cases) >= 15
+    assert len(cases) >= 40
     for command, argv, expected in cases:
         rc, lines = _run(capsys, [command, *argv])
         line = _one_line(rc, lines, command)

@@ -131,7 +131,7 @@ def _import(args, argv) -> int:
 def _check(args, argv) -> int:
     from sent.artifacts import read_rollouts
 
-    df = read_rollouts(args.rollouts, steps=args.steps, command="sent rollouts import, or sent train")
+    df = read_rollouts(args.rollouts, steps=args.steps, command="sent rollouts import --from <trainer> SRC --out DIR` or `sent train --record_rollouts_every N")
     for step, g in df.groupby("step"):
         sizes = g.groupby("prompt_id").size()
         varying = int((g.groupby("prompt_id")["reward"].nunique() > 1).sum())
