@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -198,13 +198,15 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         shutil.copy2(src, dst)
 
 
-def remove_partial(folder: str | os.PathLike) -> list[Path]:
+def remove_partial(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
     """Delete what killed writers left in ``folder`` (entries named ``.tmp-*``, not in subfolders); returns them.
-    Call it only as the folder's one writer (holding its lock, :mod:`sent.locks`)."""
+    With ``names``, only the partial writes of those files (``.tmp-<name>.*``), for a folder that several writers
+    share, each with its own files and lock (the SE folder). Call it only as the writer of what it deletes."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    removed = sorted(p for p in folder.iterdir() if p.name.startswith(PARTIAL_PREFIX))
+    prefixes = (PARTIAL_PREFIX,) if names is None else tuple(f"{PARTIAL_PREFIX}{n}." for n in names)
+    removed = sorted(p for p in folder.iterdir() if p.name.startswith(prefixes))
     for p in removed:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)

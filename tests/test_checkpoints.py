@@ -304,3 +304,15 @@ def test_sigkill_at_any_moment_resumes_to_the_uninterrupted_run(tiny, tmp_path):
     ra, rb = (sorted(p.name for p in (r / "rollouts").glob("step_*.parquet")) for r in (run_a, run_b))
     assert ra == rb == [f"step_{s:06d}.parquet" for s in range(1, 7)]
     assert not list(run_b.rglob(".tmp-*"))
+
+
+def test_remove_partial_with_names_leaves_other_writers_files(tmp_path):
+    from sent.io import remove_partial
+
+    for name in (".tmp-math.parquet.abc.parquet", ".tmp-math_samples.parquet.x.parquet",
+                 ".tmp-relations.parquet.def.parquet", "math.parquet"):
+        (tmp_path / name).write_text("x")
+    removed = remove_partial(tmp_path, ["math.parquet", "math_samples.parquet"])
+    assert sorted(p.name for p in removed) == [".tmp-math.parquet.abc.parquet", ".tmp-math_samples.parquet.x.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-relations.parquet.def.parquet", "math.parquet"]
+    assert [p.name for p in remove_partial(tmp_path)] == [".tmp-relations.parquet.def.parquet"]

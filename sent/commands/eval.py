@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(args, out: Path, suites: list[str]) -> int:
-    from sent.io import atomic_write_json, atomic_write_parquet
+    from sent.io import atomic_write_json, atomic_write_parquet, remove_partial
+
+    for path in remove_partial(out):  # this command holds the folder's lock
+        logger.warning("deleted %s, left by a killed or failed write", path)
 
     prompt_config = read_prompt_config(args.model)
     max_new_tokens = args.max_new_tokens or prompt_config.get("max_new_tokens", 1024)

@@ -200,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _score(args, out: Path) -> int:
-    from sent.io import atomic_write_parquet
+    from sent.io import atomic_write_parquet, remove_partial
+
+    # only this domain's files: other domains' writers share the folder
+    for path in remove_partial(out, [se_file(out, args.domain).name, se_samples_file(out, args.domain).name]):
+        logger.warning("deleted %s, left by a killed or failed write", path)
 
     prompt_config = read_prompt_config(args.model)
     equivalence = args.equivalence or prompt_config.get("equivalence", {}).get(args.domain, "math")
