@@ -40,6 +40,7 @@ VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
 
 
 def _title(text: str, n_seeds: int) -> str:
+    """The title with its seeds note; runs with fewer seeds than ``n_seeds`` say so in their legend labels."""
     return f"{text} ({seeds_note(n_seeds)})"
 
 
@@ -156,7 +157,7 @@ def plot_curves(metrics: pd.DataFrame, key: str, ylabel: str, runs: Sequence[str
     requested = order_runs(runs if runs is not None else metrics["run"].unique())
     fig, ax = (ax.figure, ax) if ax is not None else new_figure(8.0, 4.2)
     metrics = with_batches(metrics) if len(metrics) else metrics
-    shown, missing, n_seeds = [], [], 1
+    shown, missing, curves = [], [], []
     for run in requested:
         label = (labels or {}).get(run, method_label(run))
         m = metrics[metrics["run"] == run] if len(metrics) else metrics
@@ -167,9 +168,13 @@ def plot_curves(metrics: pd.DataFrame, key: str, ylabel: str, runs: Sequence[str
         if wide is None:
             missing.append(f"{label}: no {key} logged")
             continue
+        curves.append((run, label, wide))
+    n_seeds = max([wide.shape[1] for _, _, wide in curves], default=1)
+    for run, label, wide in curves:
+        if wide.shape[1] < n_seeds:  # the title states the most seeds; a run with fewer says its own
+            label = f"{label} ({seeds_note(wide.shape[1])})"
         long = wide.reset_index().melt(id_vars="generation_batch", var_name="seed", value_name=key).assign(run=run)
         band = seed_band(long, "generation_batch", key).set_index("generation_batch")
-        n_seeds = max(n_seeds, wide.shape[1])
         finite = band["mean"].dropna()
         if len(finite) and (finite == 0).all():
             label = f"{label} (0 throughout)"

@@ -66,6 +66,16 @@ def test_runs_with_different_updates_per_batch_share_the_generation_batch_axis()
     assert F.figure_problems(fig) == []
 
 
+def test_a_run_with_fewer_seeds_than_the_title_says_so_in_its_label():
+    m = _loaded(*(_metrics("sent", seed=s) for s in range(3)), _metrics("abl_lowkl_only", seed=0))
+    fig = P.plot_curves(m, "entropy/all", "token entropy (nats/token)")
+    ax = fig.axes[0]
+    assert "mean ± std over 3 seeds" in ax.get_title()
+    labels = sorted(_series(ax))
+    assert any(label.endswith("(single seed)") for label in labels), labels
+    assert not any(label.startswith("SENT (formula)") and "seed" in label for label in labels), labels
+
+
 def test_generation_batches_from_the_config_or_from_the_reward_lines():
     m = _metrics("grpo", batches=3, updates=2)
     assert R.add_generation_batches(m, 2)["generation_batch"].tolist() == [1, 1, 2, 2, 3, 3]
