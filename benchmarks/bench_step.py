@@ -2,7 +2,7 @@
 
 Prints the ratio of median step times for SENTTrainer (method=sent) without and with rollout recording vs
 GRPOTrainer (beta > 0, so both compute reference log-probs). Goals: <= 1.05 (off), <= 1.15 (recording on).
-Usage: python benchmarks/bench_step.py [--steps 12]
+Usage: python benchmarks/bench_step.py [--steps 12] [--fast-decode]
        python benchmarks/bench_step.py --device cuda --hidden 1024 --layers 12 --completion-length 256   # GPU
 The model is random (word-level vocabulary of ~30 tokens), so completions run to the length limit: the step time is
 dominated by generation and the forward/backward passes, as in real runs; the LM head is small, unlike a real one.
@@ -44,7 +44,13 @@ def main():
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--completion-length", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64, help="completions per step (8 per prompt)")
+    parser.add_argument("--fast-decode", action="store_true",
+                        help="let SENTTrainer sample with sent.fast_decode (stock TRL always uses generate); off by "
+                             "default so that the ratio measures the SENT objective, not the sampler")
     args = parser.parse_args()
+    import os
+
+    os.environ["SENT_FAST_DECODE"] = "1" if args.fast_decode else "0"
     steps, repeats = args.steps, args.repeats
     torch.set_num_threads(1)
     from trl import GRPOConfig, GRPOTrainer
