@@ -106,24 +106,35 @@ def render_for_model(df: pd.DataFrame, tokenizer, template: str, prompt_config: 
     return render_prompts(df, template)
 
 
-def check_context(df: pd.DataFrame, tokenizer, model, max_new_tokens: int) -> None:
-    """Refuse prompts that cannot fit: prompt tokens + ``max_new_tokens`` beyond the model's position limit.
+def refuse_overlong(prompt_ids: list, lengths: list[int], limit: int | None, new_tokens: int, *,
+                    what: str = "prompts", knob: str = "--max-new-tokens") -> None:
+    """Refuse prompts that cannot fit: prompt tokens + ``new_tokens`` beyond the model's ``limit`` positions.
 
-    The rule is to refuse, never to truncate: a truncated problem is a different problem, and a model run past its
-    positions either fails deep inside attention or silently degrades. The message counts the prompts that do not
-    fit and names the longest.
+    The rule (eval, SE and training alike) is to refuse, never to truncate: a truncated problem is a different
+    problem, and a model run past its positions either fails deep inside attention or silently degrades. The
+    message counts the prompts that do not fit and names the longest.
     """
-    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if not limit or df.empty:
+    if not limit:
         return
-    lengths = [len(ids) for ids in tokenizer(df["prompt"].tolist(), add_special_tokens=False)["input_ids"]]
-    over = [i for i, n in enumerate(lengths) if n + max_new_tokens > limit]
+    if new_tokens >= limit:
+        raise ValueError(f"{knob.lstrip('-').replace('-', '_')}={new_tokens} leaves no room for a prompt in the "
+                         f"model's {limit} positions")
+    over = [i for i, n in enumerate(lengths) if n + new_tokens > limit]
     if over:
         worst = max(over, key=lambda i: lengths[i])
         raise ValueError(
-            f"{len(over)} of {len(df)} prompts do not fit the model's {limit} positions with max_new_tokens="
-            f"{max_new_tokens} (longest: {df['prompt_id'].iloc[worst]}, {lengths[worst]} prompt tokens); lower "
-            "--max-new-tokens or leave these problems out")
+            f"{len(over)} of {len(lengths)} {what} do not fit the model's {limit} positions with "
+            f"{knob.lstrip('-').replace('-', '_')}={new_tokens} (longest: {prompt_ids[worst]}, {lengths[worst]} "
+            f"prompt tokens); lower {knob} or leave these problems out")
+
+
+def check_context(df: pd.DataFrame, tokenizer, model, max_new_tokens: int) -> None:
+    """:func:`refuse_overlong` for rendered problems about to be sampled (special tokens counted: an upper bound)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if df.empty:
+        return
+    lengths = [len(ids) for ids in tokenizer(df["prompt"].tolist(), add_special_tokens=True)["input_ids"]]
+    refuse_overlong(df["prompt_id"].tolist(), lengths, limit, max_new_tokens)
 
 
 # ------------------------------------------------------------------------------------------ resumable chunks

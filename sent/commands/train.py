@@ -193,10 +193,12 @@ def check_model(spec: str | None) -> None:
 
 
 def check_fits(spec: str | None, dataset, max_completion_length: int) -> None:
-    """Refuse a run whose prompts + ``max_completion_length`` exceed the model's positions (a local model folder
-    with ``config.json`` and a tokenizer; other specs are checked when loaded). Refused, never truncated: a
-    truncated prompt is another problem. Chat prompts are counted by their message text (a lower bound)."""
+    """:func:`sent.sampling_jobs.refuse_overlong` for the training prompts, when ``spec`` is a local model folder with
+    ``config.json`` and a tokenizer (other specs are checked when loaded). Chat prompts are counted by their message
+    text (a lower bound)."""
     import json
+
+    from sent.sampling_jobs import refuse_overlong
 
     folder = Path(str(spec)).expanduser() if spec else None
     if folder is None or not (folder / "config.json").is_file() or "prompt" not in dataset.column_names:
@@ -204,22 +206,13 @@ def check_fits(spec: str | None, dataset, max_completion_length: int) -> None:
     limit = json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
     if not limit:
         return
-    if max_completion_length >= limit:
-        raise ValueError(f"max_completion_length={max_completion_length} leaves no room for a prompt in the model's "
-                         f"{limit} positions ({folder})")
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     texts = [p if isinstance(p, str) else " ".join(m.get("content", "") for m in p) for p in dataset["prompt"]]
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    over = [i for i, n in enumerate(lengths) if n + max_completion_length > limit]
-    if over:
-        worst = max(over, key=lambda i: lengths[i])
-        ids = dataset["prompt_id"] if "prompt_id" in dataset.column_names else list(range(len(dataset)))
-        raise ValueError(f"{len(over)} of {len(dataset)} training prompts do not fit the model's {limit} positions "
-                         f"with max_completion_length={max_completion_length} (longest: {ids[worst]}, "
-                         f"{lengths[worst]} prompt tokens); lower max_completion_length or leave these prompts out")
-
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(folder)(texts, add_special_tokens=True)["input_ids"]]
+    ids = dataset["prompt_id"] if "prompt_id" in dataset.column_names else list(range(len(dataset)))
+    refuse_overlong(ids, lengths, limit, max_completion_length, what="training prompts",
+                    knob="max_completion_length")
 
 def _clear_folder(folder: Path, keep: Path) -> None:
     import shutil
