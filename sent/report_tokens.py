@@ -102,7 +102,7 @@ def ties_note(ties: dict | dict[str, dict], what: str | None = None) -> str:
     head = "decided by ties (selected tokens whose value equals that of a token left out)"
     if not any(t["tied"] for t in named.values()):
         return f"{head}: none ({', '.join(parts)})"
-    return f"{head}: {', '.join(parts)}; steps {_steps(sorted(steps))}"
+    return f"{head}: {', '.join(parts)}; in recorded step(s) {_steps(sorted(steps))}"
 
 
 def _steps(steps: list[int], n: int = 6) -> str:
