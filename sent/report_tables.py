@@ -212,18 +212,35 @@ def cell_value(cell) -> float:
 
 
 _NUMBER = re.compile(r"^\**\s*([+\-−]?\d+(?:\.\d+)?)")
+_INTERVAL = re.compile(r"\[\s*([+\-−]?\d+(?:\.\d+)?)\s*,\s*([+\-−]?\d+(?:\.\d+)?)\s*\]")
+
+
+def cell_interval(cell) -> tuple[float, float]:
+    """``(lo, hi)`` of a "mean [lo, hi]" cell; ``(value, value)`` for a plain number; NaNs for text."""
+    match = _INTERVAL.search(str(cell)) if isinstance(cell, str) else None
+    if match:
+        lo, hi = (float(g.replace("−", "-")) for g in match.groups())
+        return lo, hi
+    value = cell_value(cell)
+    return value, value
 
 
 def best_cells(df: pd.DataFrame, columns: Sequence[str], axis: str = "row") -> pd.DataFrame:
     """True where a cell holds the highest number of its row (``axis="row"``) or column (``"column"``) among
-    ``columns`` (ties: all of them); False elsewhere and for text cells."""
+    ``columns`` (ties: all of them), and where a "mean [lo, hi]" cell's interval reaches above the lower end of that
+    best cell's interval (not told apart from the best); False elsewhere and for text cells."""
     if axis not in ("row", "column"):
         raise ValueError(f"axis={axis!r}: use 'row' or 'column'")
     cols = [c for c in columns if c in df.columns]
     values = df[cols].map(cell_value).astype(float)
+    his = df[cols].map(lambda c: cell_interval(c)[1]).astype(float)
+    los = df[cols].map(lambda c: cell_interval(c)[0]).astype(float)
     along = 1 if axis == "row" else 0
+    by = 0 if axis == "row" else 1
     top, low = values.max(axis=along), values.min(axis=along)
-    best = values.eq(top, axis=0 if axis == "row" else 1) & values.notna()
+    is_top = values.eq(top, axis=by) & values.notna()
+    top_lo = los.where(is_top).max(axis=along)  # the best cell's lower end (the highest, if tied)
+    best = (is_top | his.gt(top_lo, axis=by)) & values.notna()
     same = top.eq(low)  # nothing to tell apart (one number, or all equal): nothing bold
     keep = ~same.to_numpy()
     best = best & (keep[:, None] if axis == "row" else keep[None, :])
@@ -324,6 +341,11 @@ def save_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, caption:
     paths = {"csv": tdir / f"{name}.csv", "md": tdir / f"{name}.md", "html": tdir / f"{name}.html"}
     rule = default_best(df) if best is True else (best or None)
     bold = best_cells(df, *rule) if rule else None
+    if bold is not None and bold.to_numpy().any():
+        where = "row" if rule[1] == "row" else "column"
+        end = "" if not caption or caption.rstrip().endswith((".", ":")) else "."
+        caption = (f"{caption.rstrip()}{end} Bold: the best of each {where}, and every cell whose 95% interval "
+                   "reaches above the lower end of the best one's (not told apart).").strip()
     words = {_missing_word(v) for v in df.to_numpy().ravel()} - {None}
     if words:
         end = "" if not caption or caption.rstrip().endswith((".", ":")) else "."

@@ -214,7 +214,7 @@ def test_selection_ties_are_counted_and_said():
     clear = _rollout(["a", "b", "c", "d"], [0.1, 0.2, 0.3, 0.9], [True, True, False, False], [False] * 4, step=2)
     ties = RT.selection_ties(pd.DataFrame([tied, clear]), "low_entropy")
     assert ties == {"selected": 4, "tied": 1, "steps_with_ties": [1]}
-    assert "1 of 4" in RT.ties_note(ties, "low-entropy") and "steps 1" in RT.ties_note(ties, "low-entropy")
+    assert "1 of 4" in RT.ties_note(ties, "low-entropy") and "recorded step(s) 1" in RT.ties_note(ties, "low-entropy")
     assert RT.ties_note(RT.selection_ties(pd.DataFrame([clear]), "low_entropy")).startswith(
         "decided by ties (selected tokens whose value equals that of a token left out): none")
     fig = RT.token_heatmap(pd.Series(tied), ties=RT.ties_note(ties, "low-entropy"))
@@ -244,6 +244,14 @@ def test_tables_are_markdown_and_html_with_bold_paper_rows_and_one_missing_conve
     assert "Missing values:" in md and '"unknown" = the paper does not say' in md
     assert "font-weight: bold" in html and "background-color: #eeeeee" in html and "w/ Mask" in html
     assert "…" not in md and "…" not in html  # nothing truncated
+
+
+def test_bold_covers_cells_whose_interval_reaches_the_best():
+    df = pd.DataFrame({"GRPO": ["50.0 [45.0, 55.0]", "60.0"], "w/ SENT": ["48.0 [44.0, 52.0]", "59.0"],
+                       "w/ En": ["40.0 [35.0, 45.0]", "not run"]})
+    best = T.best_cells(df, ["GRPO", "w/ SENT", "w/ En"], axis="row")
+    assert best.loc[0].tolist() == [True, True, False]  # 52 > 45: not told apart; 45 only touches 45
+    assert best.loc[1].tolist() == [True, False, False]  # plain numbers: the highest only
 
 
 # ------------------------------------------------------------------------------------------------ one run
