@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from sent.rollout_scoring import score_sequences
+from sent.rollout_scoring import score_sequences, vocab_size
 
 
 #: name -> (number of sequences, prompt length range, response length range)
@@ -85,7 +85,7 @@ def timed(fn, device: str):
 
 def run(name: str, args) -> None:
     model = build(name).to(args.device)
-    vocab = model.get_output_embeddings().weight.shape[0]
+    vocab = vocab_size(model)
     items = sequences(name, vocab, args.n)
     n_resp = sum(len(c) for _, c in items)
     n_all = n_resp + sum(len(p) for p, _ in items)

@@ -452,12 +452,5 @@ def _first_checkpoint(s: ImportSettings, steps: list[int]) -> str:
     return choices[min(choices)].path
 
 
-def step_info(path: str | Path) -> dict:
-    """The ``import`` provenance of an imported step file ({} for a file ``sent train`` wrote)."""
-    from sent.io import read_parquet_metadata
-
-    return read_parquet_metadata(path).get("import", {})
-
-
-__all__ = ["ImportSettings", "import_rollouts", "assign_groups", "group_advantages", "step_provenance", "step_info",
+__all__ = ["ImportSettings", "import_rollouts", "assign_groups", "group_advantages", "step_provenance",
            "ADVANTAGE_RULES", "FORMAT_RULES", "GROUPING"]

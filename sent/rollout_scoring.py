@@ -185,7 +185,7 @@ def score_sequences(model, items: list[tuple[list[int], list[int]]], *, temperat
     if token_budget < 1:
         raise ValueError(f"--token-budget {token_budget} must be >= 1")
     device = next(model.parameters()).device
-    vocab = model.get_output_embeddings().weight.shape[0]
+    vocab = vocab_size(model)
     out: list = [None] * len(items)
     if not items:
         return out

@@ -196,8 +196,6 @@ def check_fits(spec: str | None, dataset, max_completion_length: int) -> None:
     """:func:`sent.sampling_jobs.refuse_overlong` for the training prompts, when ``spec`` is a local model folder with
     ``config.json`` and a tokenizer (other specs are checked when loaded). Chat prompts are counted by their message
     text (a lower bound)."""
-    import json
-
     from sent.sampling_jobs import refuse_overlong
 
     folder = Path(str(spec)).expanduser() if spec else None
